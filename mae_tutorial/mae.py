@@ -1,0 +1,164 @@
+"""The Masked Autoencoder (He, Chen, Xie, Li, Dollár, Girshick; FAIR, 2021; CVPR 2022).
+
+Encoder: a ViT that sees only the visible patches (plus a cls token). Decoder: a lighter
+transformer that gets the encoded visible tokens plus one shared, learned mask token at every
+removed position, all with position embeddings, and predicts the pixels of every patch. Loss:
+mean squared error on the removed patches only, against per-patch normalized pixels when
+`norm_pix_loss` is set (the paper's default target).
+
+Attribute names equal the official release's state-dict keys, so its checkpoints load with
+`load_state_dict(..., strict=True)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .masking import random_masking
+from .patches import patchify
+from .pos_embed import sincos_2d
+from .vit import LAYER_NORM_EPS, Block, PatchEmbed, init_patch_embed, init_vit_weights
+
+
+class MaskedAutoencoderViT(nn.Module):
+    """MAE: a ViT encoder on visible patches, a light decoder (the paper's argument names)."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        norm_pix_loss: bool = False,
+        layer_norm_eps: float = LAYER_NORM_EPS,
+    ) -> None:
+        super().__init__()
+        # The constructor's arguments, kept so checkpoints and conversions can rebuild the model.
+        self.config = dict(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+            depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads,
+            mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss, layer_norm_eps=layer_norm_eps,
+        )
+        self.patch_size, self.in_chans = patch_size, in_chans
+        self.norm_pix_loss = norm_pix_loss
+
+        # ---- encoder: patches + fixed positions -> mask -> cls + visible tokens -> ViT blocks
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        grid = self.patch_embed.grid_size
+        self.num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.register_buffer("pos_embed", sincos_2d(embed_dim, grid, cls_token=True)[None])
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+
+        # ---- decoder: project -> insert mask tokens -> unshuffle -> positions -> blocks -> pixels
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.register_buffer(
+            "decoder_pos_embed", sincos_2d(decoder_embed_dim, grid, cls_token=True)[None]
+        )
+        self.decoder_blocks = nn.ModuleList(
+            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, layer_norm_eps)
+            for _ in range(decoder_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
+
+        self.apply(init_vit_weights)
+        init_patch_embed(self.patch_embed)
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward_encoder(
+        self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C, H, W) -> latent (N, 1 + K, D), mask (N, L), ids_restore (N, L)."""
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # (N, L, D)
+        x, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D): visible only
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)  # (N, 1 + K, D)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x), mask, ids_restore
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """latent (N, 1 + K, D) -> predicted pixels of every patch (N, L, p*p*C)."""
+        x = self.decoder_embed(latent)  # (N, 1 + K, Dd)
+        n, length = ids_restore.shape
+        dim = x.shape[-1]
+        mask_tokens = self.mask_token.expand(n, length - (x.shape[1] - 1), -1)  # (N, L - K, Dd)
+        x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (N, L, Dd) in shuffled order
+        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # original order
+        x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed  # (N, 1 + L, Dd)
+        for block in self.decoder_blocks:
+            x = block(x)
+        x = self.decoder_pred(self.decoder_norm(x))  # (N, 1 + L, p*p*C)
+        return x[:, 1:]  # drop the cls token
+
+    def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:
+        """What the decoder learns to predict: (N, L, p*p*C) pixels, normalized per patch
+        (mean 0, unbiased variance 1, as the official code) when `norm_pix_loss` is set."""
+        target = patchify(imgs, self.patch_size)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
+        return target
+
+    def forward_loss(
+        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean squared error per patch, averaged over the removed patches only.
+
+        With no removed patch (mask_ratio 0) there is nothing to reconstruct and the loss is 0.
+        """
+        per_patch = ((pred - self.patch_targets(imgs)) ** 2).mean(dim=-1)  # (N, L)
+        return (per_patch * mask).sum() / mask.sum().clamp(min=1)
+
+    def forward(
+        self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (loss, pred (N, L, p*p*C), mask (N, L) with 1 = removed)."""
+        latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(imgs, pred, mask), pred, mask
+
+
+# Named configurations. The paper's three use a 512-d, 8-block decoder with 16 heads.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-quick: for notebooks under CI; learns visibly in a couple of CPU minutes on 32x32.
+    "quick": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
+                  decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4),
+    # CIFAR scale: ViT-Tiny encoder (192-d, 12 blocks, 3 heads) on 8x8 patches of 4x4 pixels.
+    "cifar_tiny": dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
+                       decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
+    "vit_base_patch16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
+                             decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "vit_large_patch16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24,
+                              num_heads=16, decoder_embed_dim=512, decoder_depth=8,
+                              decoder_num_heads=16),
+    "vit_huge_patch14": dict(img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16,
+                             decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+}
+
+
+def mae_from_preset(name: str, **overrides: Any) -> MaskedAutoencoderViT:
+    """Build a `MaskedAutoencoderViT` from a named preset, e.g. `mae_from_preset("quick")`.
+
+    Keyword arguments override the preset's (e.g. `norm_pix_loss=True`).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return MaskedAutoencoderViT(**{**PRESETS[name], **overrides})

@@ -1,0 +1,67 @@
+"""Images as sequences of patches.
+
+MAE works on a sequence of non-overlapping square patches, each flattened to a vector with
+the channel last: pixel (p, q) of channel c sits at index (p * patch_size + q) * C + c.
+That is the layout of the official MAE code, so predictions and targets line up with it.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+
+def _check_images(imgs: torch.Tensor, patch_size: int) -> None:
+    if imgs.ndim != 4:
+        raise ValueError(
+            f"expected a batch of images of shape (N, C, H, W), got rank {imgs.ndim} with "
+            f"shape {tuple(imgs.shape)}; add a batch dimension with imgs.unsqueeze(0)"
+        )
+    h, w = imgs.shape[-2:]
+    if h % patch_size or w % patch_size:
+        raise ValueError(
+            f"image size {h}x{w} is not divisible by the patch size {patch_size}; "
+            f"resize or crop the images to a multiple of {patch_size}"
+        )
+
+
+def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut images into flattened patches: (N, C, H, W) -> (N, L, p*p*C), L = (H/p)(W/p)."""
+    _check_images(imgs, patch_size)
+    return rearrange(imgs, "n c (h p) (w q) -> n (h w) (p q c)", p=patch_size, q=patch_size)
+
+
+def unpatchify(
+    x: torch.Tensor,
+    patch_size: int,
+    channels: int = 3,
+    grid_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Put flattened patches back together: (N, L, p*p*C) -> (N, C, H, W).
+
+    `grid_size` is (rows, cols) of the patch grid; by default the grid is square.
+    """
+    if x.ndim != 3:
+        raise ValueError(
+            f"expected patches of shape (N, L, patch_size**2 * C), got shape {tuple(x.shape)}"
+        )
+    n, length, dim = x.shape
+    if dim != patch_size * patch_size * channels:
+        raise ValueError(
+            f"each patch has {dim} values, but patch_size={patch_size} and channels={channels} "
+            f"need {patch_size * patch_size * channels}; pass the patch size and channel count "
+            "the patches were made with"
+        )
+    if grid_size is None:
+        side = round(length**0.5)
+        if side * side != length:
+            raise ValueError(
+                f"{length} patches do not form a square grid; pass grid_size=(rows, cols)"
+            )
+        grid_size = (side, side)
+    rows, cols = grid_size
+    if rows * cols != length:
+        raise ValueError(f"grid_size {grid_size} holds {rows * cols} patches, not {length}")
+    return rearrange(
+        x, "n (h w) (p q c) -> n c (h p) (w q)", h=rows, w=cols, p=patch_size, q=patch_size
+    )

@@ -1,0 +1,170 @@
+"""Vision Transformer building blocks (Dosovitskiy et al., 2021), as MAE uses them.
+
+Parameter names follow the official MAE release (which uses timm's ViT), so that its
+checkpoints load into these modules unchanged: `patch_embed.proj`, `blocks.N.norm1`,
+`blocks.N.attn.qkv`, `blocks.N.attn.proj`, `blocks.N.norm2`, `blocks.N.mlp.fc1`, `.fc2`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .pos_embed import sincos_2d
+
+LAYER_NORM_EPS = 1e-6  # the official MAE code's LayerNorm eps (PyTorch's default is 1e-5)
+
+
+class PatchEmbed(nn.Module):
+    """Cut an image into patches and project each to `embed_dim`: (N, C, H, W) -> (N, L, D).
+
+    A convolution with kernel = stride = patch size is exactly a linear layer applied to every
+    flattened patch.
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 768) -> None:
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(
+                f"img_size {img_size} is not divisible by patch_size {patch_size}; choose a "
+                f"patch size that divides the image size (e.g. 16 for 224, 4 for 32)"
+            )
+        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
+        self.grid_size = img_size // patch_size
+        self.num_patches = self.grid_size**2
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        if imgs.ndim != 4:
+            raise ValueError(
+                f"expected images of shape (N, C, H, W), got shape {tuple(imgs.shape)}; "
+                "add a batch dimension with imgs.unsqueeze(0)"
+            )
+        n, c, h, w = imgs.shape
+        if c != self.in_chans:
+            raise ValueError(
+                f"the model expects {self.in_chans} channels, got {c}; convert the images "
+                f"(e.g. grayscale to RGB with imgs.expand(-1, 3, -1, -1)) or build the model "
+                f"with in_chans={c}"
+            )
+        if (h, w) != (self.img_size, self.img_size):
+            raise ValueError(
+                f"the model expects {self.img_size}x{self.img_size} images, got {h}x{w}; "
+                f"resize the images or build the model with img_size={h}"
+            )
+        return rearrange(self.proj(imgs), "n d h w -> n (h w) d")
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused projection to queries, keys and values."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # (N, L, 3*D) -> three tensors (N, heads, L, D/heads)
+        q, k, v = rearrange(self.qkv(x), "n l (three h d) -> three n h l d", three=3,
+                            h=self.num_heads)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._qkv(x)
+        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v, fused
+        return self.proj(rearrange(out, "n h l d -> n l (h d)"))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention matrix softmax(q k^T / sqrt(d)), (N, heads, L, L), for pictures."""
+        q, k, _ = self._qkv(x)
+        return torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
+
+
+class Mlp(nn.Module):
+    """The transformer's feed-forward network: Linear -> GELU -> Linear."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
+                 eps: float = LAYER_NORM_EPS) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """The MAE code's initialisation: xavier-uniform linears, zero biases, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def init_patch_embed(patch_embed: PatchEmbed) -> None:
+    """Initialise the patch projection like a linear layer on flattened patches (xavier)."""
+    w = patch_embed.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.zeros_(patch_embed.proj.bias)
+
+
+class VisionTransformer(nn.Module):
+    """A ViT classifier: patches + cls token + fixed 2D sin-cos positions -> blocks -> head.
+
+    `global_pool=True` classifies from the mean of the patch tokens instead of the cls token.
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
+                 num_classes: int = 1000, embed_dim: int = 768, depth: int = 12,
+                 num_heads: int = 12, mlp_ratio: float = 4.0, global_pool: bool = False) -> None:
+        super().__init__()
+        self.global_pool = global_pool
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        table = sincos_2d(embed_dim, self.patch_embed.grid_size, cls_token=True)
+        self.register_buffer("pos_embed", table.unsqueeze(0))  # (1, L+1, D), fixed
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.apply(init_vit_weights)
+        init_patch_embed(self.patch_embed)
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, 1 + L, D) normalized tokens, cls first."""
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        tokens = self.forward_features(imgs)
+        pooled = tokens[:, 1:].mean(dim=1) if self.global_pool else tokens[:, 0]
+        return self.head(pooled)  # (N, num_classes) logits

@@ -1,0 +1,77 @@
+import pytest
+import torch
+from torch import nn
+
+from mae_tutorial import Attention, Block, PatchEmbed, VisionTransformer, patchify
+
+
+def test_patch_embed_is_a_linear_layer_on_patches():
+    torch.manual_seed(0)
+    embed = PatchEmbed(img_size=32, patch_size=4, in_chans=3, embed_dim=24)
+    imgs = torch.randn(2, 3, 32, 32)
+    # conv weight (D, C, p, q) -> linear weight on channel-last patches (D, p*q*C)
+    weight = embed.proj.weight.permute(0, 2, 3, 1).reshape(24, -1)
+    as_linear = patchify(imgs, 4) @ weight.T + embed.proj.bias
+    assert embed(imgs).shape == (2, 64, 24)
+    assert torch.allclose(embed(imgs), as_linear, atol=1e-5)
+
+
+def test_attention_equals_the_formula_written_out():
+    torch.manual_seed(0)
+    attn = Attention(dim=32, num_heads=4)
+    x = torch.randn(2, 10, 32)
+    q, k, v = attn.qkv(x).view(2, 10, 3, 4, 8).permute(2, 0, 3, 1, 4)  # (3, N, heads, L, d)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / 8**0.5, dim=-1)
+    manual = attn.proj((weights @ v).transpose(1, 2).reshape(2, 10, 32))
+    assert torch.allclose(attn(x), manual, atol=1e-6)
+    assert torch.allclose(attn.attention_weights(x), weights, atol=1e-6)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 10))
+
+
+def test_block_is_pre_norm_residual():
+    torch.manual_seed(0)
+    block = Block(dim=16, num_heads=2)
+    x = torch.randn(3, 5, 16)
+    h = x + block.attn(block.norm1(x))
+    assert torch.allclose(block(x), h + block.mlp(block.norm2(h)), atol=1e-6)
+    assert block.norm1.eps == 1e-6
+
+
+def test_classifier_forward_shapes_and_pooling():
+    model = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
+                              num_heads=4)
+    imgs = torch.randn(4, 3, 32, 32)
+    assert model.forward_features(imgs).shape == (4, 65, 32)
+    assert model(imgs).shape == (4, 10)
+    pooled = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
+                               num_heads=4, global_pool=True)
+    pooled.load_state_dict(model.state_dict())
+    tokens = model.forward_features(imgs)
+    assert torch.allclose(pooled(imgs), model.head(tokens[:, 1:].mean(1)), atol=1e-6)
+    assert not torch.allclose(pooled(imgs), model(imgs))
+
+
+def test_init_as_the_paper_code():
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=1, num_heads=4)
+    fc1 = model.blocks[0].mlp.fc1
+    bound = (6 / (fc1.in_features + fc1.out_features)) ** 0.5  # xavier-uniform
+    assert fc1.weight.abs().max() <= bound and fc1.weight.abs().max() > 0.9 * bound
+    assert torch.equal(fc1.bias, torch.zeros_like(fc1.bias))
+    assert 0.01 < model.cls_token.std() < 0.03
+    assert not any(p is model.pos_embed for p in model.parameters())  # fixed, not learned
+
+
+def test_bad_inputs():
+    embed = PatchEmbed(img_size=32, patch_size=4, in_chans=3, embed_dim=8)
+    with pytest.raises(ValueError, match="expects 3 channels, got 1"):
+        embed(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="expects 32x32 images, got 64x64"):
+        embed(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        embed(torch.zeros(3, 32, 32))
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        PatchEmbed(img_size=30, patch_size=4)
+    with pytest.raises(ValueError, match="num_heads"):
+        Attention(dim=30, num_heads=4)
+    assert isinstance(embed.proj, nn.Conv2d)
