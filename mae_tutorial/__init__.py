@@ -1,5 +1,6 @@
 """mae-tutorial: Masked Autoencoders (He et al., 2021) step by step, in PyTorch."""
 
+from . import data, viz  # submodules: mt.data.sample_photo, mt.viz.show_images, ...
 from .mae import PRESETS, MaskedAutoencoderViT, mae_from_preset
 from .masking import num_visible, random_masking
 from .patches import patchify, unpatchify
@@ -12,5 +13,5 @@ __all__ = [
     "PRESETS", "Attention", "Block", "MaskedAutoencoderViT", "Mlp", "PatchEmbed",
     "VisionTransformer", "budget", "from_hf_vitmae", "load_checkpoint", "mae_from_preset",
     "num_visible", "patchify", "pick_device", "random_masking", "seed_everything", "sincos_2d",
-    "to_hf_vitmae", "unpatchify",
+    "to_hf_vitmae", "unpatchify", "data", "viz",
 ]

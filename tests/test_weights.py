@@ -54,7 +54,7 @@ def test_truncated_and_unsafe_files(tmp_path):
     with pytest.raises(ValueError, match="could not read the checkpoint .*cut.pth"):
         load_checkpoint(tiny(), tmp_path / "cut.pth")
     # a pickle that would run code is refused by weights_only loading
-    (tmp_path / "evil.pth").write_bytes(pickle.dumps(print))
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps(print, protocol=2))
     with pytest.raises(ValueError, match="could not read the checkpoint"):
         load_checkpoint(tiny(), tmp_path / "evil.pth")
     with pytest.raises(FileNotFoundError):
