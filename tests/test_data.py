@@ -1,0 +1,156 @@
+import pickle
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from mae_tutorial.data import (
+    DATASET_STATS,
+    SYNTHETIC_CLASSES,
+    AugmentedImages,
+    DeviceAugment,
+    load_cifar10,
+    load_dataset,
+    loader_transform,
+    make_synthetic,
+    resized_crop_batch,
+    sample_crop_boxes,
+)
+
+
+def test_synthetic_is_deterministic_and_balanced():
+    a_imgs, a_labels = make_synthetic(600, seed=3)
+    b_imgs, b_labels = make_synthetic(600, seed=3)
+    assert a_imgs.shape == (600, 3, 32, 32) and a_imgs.dtype == torch.uint8
+    assert torch.equal(a_imgs, b_imgs) and torch.equal(a_labels, b_labels)
+    assert not torch.equal(make_synthetic(600, seed=4)[0], a_imgs)
+    counts = torch.bincount(a_labels, minlength=10)
+    assert len(SYNTHETIC_CLASSES) == 10 and counts.min() > 30
+
+
+def test_synthetic_statistics_match_the_constants():
+    imgs, _ = make_synthetic(5000, seed=0)
+    x = imgs.float() / 255
+    mean, std = DATASET_STATS["synthetic"]
+    assert torch.allclose(x.mean((0, 2, 3)), torch.tensor(mean), atol=0.01)
+    assert torch.allclose(x.std((0, 2, 3)), torch.tensor(std), atol=0.01)
+
+
+def test_synthetic_classes_differ_in_shape_not_colour():
+    imgs, labels = make_synthetic(2000, seed=0)
+    x = imgs.float() / 255
+    # mean colour per class is about the same: colour does not give the class away
+    per_class = torch.stack([x[labels == c].mean((0, 2, 3)) for c in range(10)])
+    assert (per_class.max(0).values - per_class.min(0).values).max() < 0.08
+    # but the foreground area differs by class (a ring covers less than a square)
+    diff = (x - x[:, :, :1, :1]).abs().sum(1) > 0.2  # pixels unlike the top-left corner
+    area = torch.stack([diff[labels == c].float().mean() for c in range(10)])
+    assert area.max() / area.min() > 1.3
+
+
+def test_load_dataset_by_name():
+    train = load_dataset("synthetic", synthetic_size=300)
+    test = load_dataset("synthetic", train=False)
+    assert len(train) == 300 and len(test) == 10_000
+    assert not torch.equal(train.images[:10], test.images[:10])
+    assert train.classes == SYNTHETIC_CLASSES
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'.*synthetic"):
+        load_dataset("imagenet")
+
+
+def _write_fake_cifar(root, n_per_batch=20):
+    """Files in CIFAR-10's on-disk format (python pickles of uint8 rows, channel-planar)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    written = {}
+    for name in names:
+        data = rng.integers(0, 256, size=(n_per_batch, 3 * 32 * 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n_per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f)
+        written[name] = (data, labels)
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck"]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": classes}, f)
+    return written
+
+
+def test_cifar10_from_files_in_the_official_format(tmp_path, monkeypatch):
+    written = _write_fake_cifar(tmp_path)
+    # torchvision checks each file's MD5 against the real release; ours are stand-ins
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    train = load_cifar10(tmp_path, train=True, download=False)
+    test = load_dataset("cifar10", root=tmp_path, train=False, download=False)
+    assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert len(test) == 20 and test.classes[0] == "airplane"
+    data, labels = written["data_batch_1"]
+    # the first row is image 0: 1024 red values, then 1024 green, then 1024 blue
+    assert torch.equal(train.images[0], torch.from_numpy(data[0]).view(3, 32, 32))
+    assert train.labels[:20].tolist() == labels
+
+
+def test_cifar10_absent_and_offline_says_what_to_do(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(RuntimeError, match="could not be downloaded") as info:
+        load_cifar10(tmp_path, download=True)
+    message = str(info.value)
+    assert "cifar-10-batches-py" in message and "--dataset synthetic" in message
+    with pytest.raises(RuntimeError, match="download=False"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_device_crop_equals_torchvision_resized_crop():
+    imgs = torch.rand(3, 3, 32, 32)
+    boxes = torch.tensor([[0, 0, 32, 32], [5, 7, 16, 20], [10, 2, 22, 13]], dtype=torch.float32)
+    ours = resized_crop_batch(imgs, boxes, 32, mode="bilinear")
+    for i, (top, left, h, w) in enumerate(boxes.int().tolist()):
+        ref = TF.resized_crop(imgs[i], top, left, h, w, [32, 32],
+                              interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
+        assert (ours[i] - ref).abs().max() < 1e-5, i
+    flipped = resized_crop_batch(imgs, boxes[:1], 32, flip=torch.tensor([True]), mode="bilinear")
+    assert torch.allclose(flipped[0], imgs[0].flip(-1), atol=1e-6)
+
+
+def test_crop_boxes_follow_torchvision_distribution():
+    torch.manual_seed(0)
+    n = 4000
+    ours = sample_crop_boxes(n, 32, 32, generator=torch.Generator().manual_seed(0))
+    crop = v2.RandomResizedCrop(32, scale=(0.2, 1.0))
+    params = [crop.make_params([torch.zeros(3, 32, 32)]) for _ in range(n)]
+    theirs = torch.tensor([[p["top"], p["left"], p["height"], p["width"]] for p in params],
+                          dtype=torch.float32)
+    for boxes in (ours, theirs):
+        assert (boxes[:, 2] >= 1).all() and (boxes[:, 0] + boxes[:, 2] <= 32).all()
+        assert (boxes[:, 1] + boxes[:, 3] <= 32).all()
+    area_ours = (ours[:, 2] * ours[:, 3] / 1024).mean()
+    area_theirs = (theirs[:, 2] * theirs[:, 3] / 1024).mean()
+    assert abs(area_ours - area_theirs) < 0.02
+    assert abs((ours[:, 3] / ours[:, 2]).log().mean() - (theirs[:, 3] / theirs[:, 2]).log().mean()
+               ) < 0.03
+
+
+def test_both_pipelines_give_the_same_kind_of_batch():
+    data = load_dataset("synthetic", synthetic_size=512)
+    loader = torch.utils.data.DataLoader(
+        AugmentedImages(data, loader_transform(data.mean, data.std)),
+        batch_size=512, sampler=[(i, i) for i in range(512)])
+    from_loader, labels = next(iter(loader))
+    on_device = DeviceAugment(data.mean, data.std)(data.images,
+                                                   torch.Generator().manual_seed(0))
+    assert from_loader.shape == on_device.shape == (512, 3, 32, 32)
+    assert torch.equal(labels, data.labels)
+    for batch in (from_loader, on_device):
+        assert abs(batch.mean()) < 0.1 and abs(batch.std() - 1) < 0.1
+    # per-sample seeds make the DataLoader path reproducible
+    again, _ = next(iter(loader))
+    assert torch.equal(again, from_loader)
