@@ -1,4 +1,4 @@
-"""Figure helpers the chapters share: image grids and masked images."""
+"""Figure helpers the chapters share: image grids, masked images, training curves."""
 
 from __future__ import annotations
 
@@ -51,3 +51,22 @@ def draw_patch_grid(ax, img_size: int, patch_size: int, color: str = "white") ->
     for k in range(0, img_size + 1, patch_size):
         ax.axhline(k - 0.5, color=color, linewidth=0.6)
         ax.axvline(k - 0.5, color=color, linewidth=0.6)
+
+
+def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
+    """Loss (log scale) and learning rate against the step, from `train.read_metrics`."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [r["step"] for r in records]
+    ax.plot(steps, [r["loss"] for r in records], label="loss (masked patches)")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    lr_ax = ax.twinx()
+    lr_ax.plot(steps, [r["lr"] for r in records], color="tab:orange", alpha=0.6, label="lr")
+    lr_ax.set_ylabel("learning rate")
+    lines = ax.get_lines() + lr_ax.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    ax.figure.tight_layout()
+    return ax

@@ -1,0 +1,203 @@
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import mae_tutorial as mt
+from mae_tutorial import train as tr
+from mae_tutorial.mae import MaskedAutoencoderViT
+
+TINY = dict(model="quick", synthetic_size=256, batch_size=32, epochs=2, base_lr=1e-3,
+            checkpoint_every=2, log_every=1, progress=False, num_workers=0)
+
+
+def cfg(tmp_path, **kw) -> tr.TrainConfig:
+    return tr.TrainConfig(**{**TINY, "output_dir": str(tmp_path / "run"), **kw})
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return tr.read_checkpoint(Path(run_dir) / tr.CHECKPOINT)["model"]
+
+
+def test_schedule_warms_up_then_follows_a_half_cosine():
+    lrs = [tr.lr_at(s, 100, 1.0, 0.1, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # linear warm-up
+    assert all(b > a for a, b in zip(lrs[:10], lrs[1:10], strict=False))
+    assert all(b <= a for a, b in zip(lrs[10:], lrs[11:], strict=False))  # then decreasing
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = mt.mae_from_preset("quick")
+    decay, no_decay = tr.param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith(".bias") or ".norm" in names[id(p)] or
+               names[id(p)].startswith(("norm", "decoder_norm")) for p in no_decay["params"])
+    assert "blocks.0.attn.qkv.weight" in {names[id(p)] for p in decay["params"]}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_mixed_precision_choice():
+    cpu = torch.device("cpu")
+    assert tr.autocast_dtype(cpu, "auto") is None and tr.autocast_dtype(cpu, "off") is None
+    assert tr.autocast_dtype(cpu, "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="amp must be"):
+        tr.autocast_dtype(cpu, "fp8")
+
+
+def test_training_lowers_the_loss_and_logs(tmp_path):
+    summary = tr.train(cfg(tmp_path, epochs=3))
+    assert summary["finished"] and summary["steps"] == 3 * (256 // 32)
+    metrics = tr.read_metrics(tmp_path / "run")
+    assert [m["step"] for m in metrics] == list(range(1, 25))
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    assert {"loss", "lr", "images_per_s", "epoch"} <= set(metrics[0])
+    state = tr.read_checkpoint(tmp_path / "run" / tr.CHECKPOINT)
+    assert state["step"] == 24 and state["config"]["model"] == "quick"
+    assert {"model", "optimizer", "scaler", "rng", "epoch", "model_config"} <= set(state)
+
+
+@pytest.mark.parametrize("pipeline,workers", [("device", 0), ("loader", 2)])
+def test_resume_is_bit_identical(tmp_path, pipeline, workers):
+    whole = cfg(tmp_path, pipeline=pipeline, num_workers=workers, output_dir=str(tmp_path / "a"))
+    tr.train(whole)
+    parts = dataclasses.replace(whole, output_dir=str(tmp_path / "b"), stop_after=5)
+    first = tr.train(parts)
+    assert first["steps"] == 5 and not first["finished"]
+    tr.train(dataclasses.replace(parts, stop_after=None), resume=True)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["step"] for m in tr.read_metrics(tmp_path / "b")] == list(range(1, 17))
+
+
+def test_gradient_accumulation_runs_and_counts_steps(tmp_path):
+    summary = tr.train(cfg(tmp_path, batch_size=16, accum_steps=2, epochs=1))
+    assert summary["steps"] == 256 // 16 // 2
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = MaskedAutoencoderViT.forward_loss
+    calls = {"n": 0}
+
+    def poisoned(self, imgs, pred, mask):
+        calls["n"] += 1
+        loss = real(self, imgs, pred, mask)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(MaskedAutoencoderViT, "forward_loss", poisoned)
+    with pytest.raises(tr.NonFiniteLossError, match="at step 5.*step 4"):
+        tr.train(cfg(tmp_path))
+    assert tr.read_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["step"] == 4
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        tr.config_from_preset("huge")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        tr.train(cfg(tmp_path, dataset="mnist"))
+    with pytest.raises(ValueError, match="unknown model preset"):
+        tr.train(cfg(tmp_path, model="vit_giant"))
+    with pytest.raises(ValueError, match="smaller than the number of processes"):
+        tr._validate(cfg(tmp_path, batch_size=2), world=4)
+    with pytest.raises(ValueError, match="does not split evenly"):
+        tr._validate(cfg(tmp_path, batch_size=6), world=4)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(PermissionError, match="not writable"):
+        tr.train(cfg(tmp_path, output_dir=str(blocker / "run")))
+
+
+def test_nothing_written_is_lost(tmp_path):
+    run = cfg(tmp_path, epochs=1)
+    tr.train(run)
+    path = tmp_path / "run" / tr.CHECKPOINT
+    good = path.read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        tr.train(run)  # a fresh run would overwrite the checkpoint
+    with pytest.raises(ValueError, match="these differ: batch_size"):
+        tr.train(dataclasses.replace(run, batch_size=64), resume=True)
+    # a checkpoint of another architecture: the mismatched keys are named
+    state = tr.read_checkpoint(path)
+    state["model"] = mt.mae_from_preset("cifar_tiny").state_dict()
+    torch.save(state, path)
+    other = path.read_bytes()
+    with pytest.raises(ValueError, match="shapes differ for .*blocks.0.attn.qkv"):
+        tr.train(run, resume=True)
+    assert path.read_bytes() == other
+    path.write_bytes(good[: len(good) // 3])  # truncated
+    with pytest.raises(ValueError, match="cannot be read"):
+        tr.train(run, resume=True)
+    assert len(path.read_bytes()) == len(good) // 3
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        tr.train(dataclasses.replace(run, output_dir=str(tmp_path / "new")), resume=True)
+
+
+def test_cli(tmp_path, capsys):
+    out = str(tmp_path / "cli")
+    assert tr.main(["--max-steps", "3", "--synthetic-size", "256", "--batch-size", "32",
+                    "--output-dir", out, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "dataset: synthetic" in printed and "device: cpu" in printed
+    assert tr.main(["--resume", "--output-dir", out, "--batch-size", "64"]) == 1
+    assert "batch_size" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tr.main(["--dataset", "imagenet"])
+
+
+def _cli(*args, env=None) -> list[str]:
+    return [sys.executable, "-m", "mae_tutorial.train", "--model", "quick",
+            "--synthetic-size", "256", "--batch-size", "32", "--no-progress", *args]
+
+
+def test_killing_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "killed"
+    ckpt = out / tr.CHECKPOINT
+    args = ["--max-steps", "100000", "--checkpoint-every", "1", "--output-dir", str(out)]
+    model = mt.mae_from_preset("quick")
+    last_step = 0
+    for round_ in range(3):
+        proc = subprocess.Popen(_cli(*args, *(["--resume"] if round_ else [])),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until this round has written a checkpoint
+            if ckpt.exists() and tr.read_checkpoint(ckpt)["step"] > last_step:
+                break
+            time.sleep(0.05)
+        time.sleep(0.1 + 0.37 * round_)  # kill somewhere in the middle of the writes
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = tr.read_checkpoint(ckpt)
+        mt.load_checkpoint(model, state["model"])
+        assert state["step"] > last_step
+        last_step = state["step"]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_two_processes_train_the_same_model_as_one(tmp_path):
+    common = ["--max-steps", "3", "--checkpoint-every", "3"]
+    one = subprocess.run(_cli(*common, "--output-dir", str(tmp_path / "one")),
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", *_cli(*common, "--output-dir",
+                                                      str(tmp_path / "two"))[1:]],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "x 2 processes" in two.stdout
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+    torch.manual_seed(0)  # the trainer's initial weights: training did move them
+    initial = mt.mae_from_preset("quick").state_dict()
+    assert all(torch.equal(a[k], initial[k]) for k in ("pos_embed", "decoder_pos_embed"))
+    assert (a["blocks.0.attn.qkv.weight"] - initial["blocks.0.attn.qkv.weight"]).abs().max() > 1e-4
