@@ -273,6 +273,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run, or "
                               "choose another --output-dir (nothing was overwritten)")
 
+    if main:  # temporary files of checkpoint writes that a crash interrupted
+        for stale in out.glob(f".{CHECKPOINT}.tmp-*"):
+            stale.unlink(missing_ok=True)
     device = pick_device(cfg.device)
     if world > 1:
         if device.type == "cuda":
