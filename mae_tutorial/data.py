@@ -53,13 +53,33 @@ def denormalize(imgs: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tor
     return imgs * s + m
 
 
-def sample_photo(size: int = 224) -> torch.Tensor:
-    """A real photograph (Grace Hopper, shipped in matplotlib's sample data), centre-cropped
-    to a square and resized: (1, 3, size, size) with values in [0, 1]."""
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+def _photo_paths() -> dict[str, Path]:
+    import skimage
+
+    skimage_data = Path(skimage.__file__).parent / "data"
+    return {
+        "grace hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+        "cat": skimage_data / "chelsea.png",
+        "coffee": skimage_data / "coffee.png",
+        "astronaut": skimage_data / "astronaut.png",
+        "rocket": skimage_data / "rocket.jpg",
+    }
+
+
+PHOTOS = ("grace hopper", "cat", "coffee", "astronaut", "rocket")
+
+
+def load_photo(name: str, size: int = 224) -> torch.Tensor:
+    """A real photograph that ships inside an installed package (matplotlib, scikit-image),
+    centre-cropped to a square and resized: (1, 3, size, size) with values in [0, 1]."""
+    paths = _photo_paths()
+    if name not in paths:
+        raise ValueError(f"unknown photo {name!r}; choose one of {list(PHOTOS)}")
+    path = paths[name]
     if not path.exists():
-        raise FileNotFoundError(f"matplotlib's sample photograph is missing at {path}; "
-                                "reinstall matplotlib (pip install --force-reinstall matplotlib)")
+        raise FileNotFoundError(f"the photograph {name!r} is missing at {path}; reinstall the "
+                                "package that ships it (pip install --force-reinstall "
+                                "matplotlib scikit-image)")
     img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
     h, w, _ = img.shape
     side = min(h, w)
@@ -67,6 +87,18 @@ def sample_photo(size: int = 224) -> torch.Tensor:
     img = torch.from_numpy(img[top:top + side, left:left + side]).permute(2, 0, 1)[None]
     return F.interpolate(img, size=(size, size), mode="bilinear", antialias=True,
                          align_corners=False).clamp(0, 1)
+
+
+def sample_photo(size: int = 224) -> torch.Tensor:
+    """Grace Hopper's portrait (matplotlib's sample photograph): (1, 3, size, size) in [0, 1]."""
+    return load_photo("grace hopper", size)
+
+
+def demo_photos(size: int = 224) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Every shipped photograph, ready for an ImageNet-trained MAE: normalized with ImageNet
+    statistics, (5, 3, size, size), with their names."""
+    imgs = torch.cat([load_photo(name, size) for name in PHOTOS])
+    return normalize(imgs, IMAGENET_MEAN, IMAGENET_STD), PHOTOS
 
 
 # ---------------------------------------------------------------------------------------------

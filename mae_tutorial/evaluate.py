@@ -1,16 +1,48 @@
-"""Measuring what an MAE learned.
+"""Did the MAE learn anything useful? Frozen features, fine-tuning, and pictures.
 
-Reconstruction: the masked-patch loss on held-out images, next to the loss of the trivial
-prediction "all zeros" (for normalized targets, the mean of each patch), so the number means
-something on its own: a ratio of 1 is no better than predicting nothing.
+- k-NN on frozen features: cosine similarity, k = 20, votes weighted by exp(similarity / 0.07).
+- Linear probing as the paper (Sec. 4, appendix A.2): frozen encoder, cls-token features, a
+  BatchNorm without affine parameters before the linear head. Here the features are computed
+  once, without augmentation, and the head is trained with SGD (the paper uses LARS with a
+  16,384 batch and augmented crops).
+- Fine-tuning: the encoder plus a new head, global average pooling, layer-wise learning-rate
+  decay, drop path; compared with the same ViT trained from scratch on the same budget.
+- Reconstruction in the paper's four panels, and the cls token's attention maps.
+
+    python -m mae_tutorial.evaluate --checkpoint runs/mae/checkpoint.pth --dataset synthetic
 """
 
 from __future__ import annotations
 
-import torch
+import argparse
+import math
+import sys
+from typing import Any
 
-from .data import ImageSet, normalize
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DATASETS, DeviceAugment, ImageSet, load_dataset, normalize
 from .mae import MaskedAutoencoderViT
+from .patches import patchify, unpatchify
+from .runtime import pick_device
+from .train import lr_at
+from .vit import VisionTransformer
+from .weights import mae_from_checkpoint, vit_from_mae
+
+
+def _model_inputs(data: ImageSet, start: int, stop: int, img_size: int,
+                  device: torch.device) -> torch.Tensor:
+    imgs = normalize(data.images[start:stop].float().div(255), data.mean, data.std).to(device)
+    if imgs.shape[-1] != img_size:
+        imgs = F.interpolate(imgs, size=(img_size, img_size), mode="bicubic",
+                             align_corners=False)
+    return imgs
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconstruction
 
 
 @torch.no_grad()
@@ -18,7 +50,8 @@ def reconstruction_score(model: MaskedAutoencoderViT, data: ImageSet, num_images
                          mask_ratio: float = 0.75, batch_size: int = 250,
                          seed: int = 0) -> dict[str, float]:
     """Masked-patch loss of `model` on the first `num_images` images of `data` (no augmentation)
-    and the loss of predicting zeros for the same masks; returns both and their ratio."""
+    and the loss of predicting zeros for the same masks; returns both and their ratio
+    (1.0: no better than predicting nothing)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -26,11 +59,285 @@ def reconstruction_score(model: MaskedAutoencoderViT, data: ImageSet, num_images
     total = zero = 0.0
     n = min(num_images, len(data))
     for start in range(0, n, batch_size):
-        imgs = data.images[start:start + batch_size].float().div(255)
-        imgs = normalize(imgs, data.mean, data.std).to(device)
+        imgs = _model_inputs(data, start, min(n, start + batch_size), model.config["img_size"],
+                             device)
         noise = torch.rand(len(imgs), model.num_patches, generator=g).to(device)
         loss, pred, mask = model(imgs, mask_ratio, noise)
         total += loss.item() * len(imgs)
         zero += model.forward_loss(imgs, torch.zeros_like(pred), mask).item() * len(imgs)
     model.train(was_training)
     return {"loss": total / n, "zero_loss": zero / n, "ratio": total / zero}
+
+
+@torch.no_grad()
+def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: float = 0.75,
+                noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The paper's four panels, in the (normalized) space of `imgs`:
+    `masked` (removed patches zeroed), `reconstruction` (the decoder's prediction of every
+    patch), `pasted` (the prediction with the visible patches put back), and `mask` (N, L).
+
+    With `norm_pix_loss` the decoder predicts each patch normalized to mean 0, variance 1; to
+    show it as pixels, each predicted patch is given back the mean and variance of the true
+    patch, as the official demo does. That borrows two numbers per patch from the hidden image,
+    so such pictures look better than what the model predicts alone.
+    """
+    if getattr(model, "encoder_only", False):
+        raise ValueError("this model was loaded from an encoder-only checkpoint (the "
+                         "mae_pretrain_vit_* files have no decoder), so it cannot reconstruct. "
+                         "Use mae_visualize_vit_base / _large (pixel target) or "
+                         "mae_pretrain_vit_*_full (normalized target)")
+    was_training = model.training
+    model.eval()
+    _, pred, mask = model(imgs, mask_ratio, noise)
+    model.train(was_training)
+    p, c = model.patch_size, model.in_chans
+    target = patchify(imgs, p)
+    if model.norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        pred = pred * (var + 1e-6) ** 0.5 + mean
+    keep = (1 - mask).unsqueeze(-1)
+    grid = (imgs.shape[-2] // p, imgs.shape[-1] // p)
+    return {
+        "mask": mask,
+        "masked": unpatchify(target * keep, p, c, grid),
+        "reconstruction": unpatchify(pred, p, c, grid),
+        "pasted": unpatchify(target * keep + pred * (1 - keep), p, c, grid),
+    }
+
+
+@torch.no_grad()
+def cls_attention_maps(model: MaskedAutoencoderViT | VisionTransformer,
+                       imgs: torch.Tensor) -> torch.Tensor:
+    """How much the cls token attends to each patch in the last block, per head:
+    (N, heads, grid rows, grid cols). Rows of the attention matrix sum to 1 over cls + patches."""
+    x = model.patch_embed(imgs) + model.pos_embed[:, 1:]
+    cls = (model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1)
+    for block in model.blocks[:-1]:
+        x = block(x)
+    last = model.blocks[-1]
+    weights = last.attn.attention_weights(last.norm1(x))  # (N, heads, 1 + L, 1 + L)
+    g = model.patch_embed.grid_size
+    return weights[:, :, 0, 1:].reshape(x.shape[0], -1, g, g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen features
+
+
+@torch.no_grad()
+def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "cls",
+                     batch_size: int = 256) -> torch.Tensor:
+    """Frozen encoder features of every image (no masking, no augmentation): (N, D) on the CPU.
+    `pool`: "cls" (the cls token, as the paper's linear probe) or "mean" (patch tokens)."""
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(data), batch_size):
+        imgs = _model_inputs(data, start, start + batch_size, model.config["img_size"], device)
+        tokens = model.encode(imgs)
+        out.append((tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(dim=1)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                 test_y: torch.Tensor, k: int = 20, temperature: float = 0.07,
+                 chunk: int = 1024) -> float:
+    """Top-1 accuracy (%) of a weighted k-NN vote on cosine similarity."""
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    train_x = F.normalize(train_x, dim=1)
+    correct = 0
+    for start in range(0, len(test_x), chunk):
+        sim = F.normalize(test_x[start:start + chunk], dim=1) @ train_x.T  # (n, N_train)
+        top_sim, top_idx = sim.topk(min(k, len(train_x)), dim=1)
+        votes = torch.zeros(len(sim), num_classes)
+        votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())
+        correct += (votes.argmax(dim=1) == test_y[start:start + chunk]).sum().item()
+    return 100.0 * correct / len(test_x)
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                 test_y: torch.Tensor, epochs: int = 50, batch_size: int = 256,
+                 base_lr: float = 0.1, seed: int = 0) -> float:
+    """Top-1 accuracy (%) of a linear classifier on frozen features, with the paper's
+    BatchNorm (no affine) in front; SGD with momentum, warm-up and a cosine schedule."""
+    g = torch.Generator().manual_seed(seed)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6),
+                         nn.Linear(train_x.shape[1], num_classes))
+    nn.init.trunc_normal_(head[1].weight, std=0.01, generator=g)
+    nn.init.zeros_(head[1].bias)
+    opt = torch.optim.SGD(head.parameters(), lr=0.0, momentum=0.9, weight_decay=0.0)
+    steps_per_epoch = max(1, len(train_x) // batch_size)
+    total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
+    step = 0
+    head.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(train_x), generator=g)
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, peak, 0.0, max(1, total // 10))
+            loss = F.cross_entropy(head(train_x[idx]), train_y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+    head.eval()
+    with torch.no_grad():
+        return 100.0 * (head(test_x).argmax(1) == test_y).float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def layer_decay_groups(model: VisionTransformer, weight_decay: float,
+                       layer_decay: float) -> list[dict[str, Any]]:
+    """Parameter groups with layer-wise lr decay: block i gets lr * decay^(depth - i); the
+    embeddings decay^(depth + 1); the head and final norm the full lr. No weight decay on 1-D
+    parameters (norms, biases)."""
+    depth = len(model.blocks)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+            layer = 0
+        elif name.startswith("blocks."):
+            layer = int(name.split(".")[1]) + 1
+        else:
+            layer = depth + 1
+        decay = p.ndim > 1
+        group = groups.setdefault((layer, decay), {
+            "params": [], "weight_decay": weight_decay if decay else 0.0,
+            "lr_scale": layer_decay ** (depth + 1 - layer)})
+        group["params"].append(p)
+    return list(groups.values())
+
+
+def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderViT,
+             pretrained: bool = True, epochs: int = 5, batch_size: int = 128,
+             base_lr: float = 1e-3, layer_decay: float = 0.75, weight_decay: float = 0.05,
+             drop_path_rate: float = 0.1, label_smoothing: float = 0.1, seed: int = 0,
+             device: str | torch.device = "auto") -> dict[str, float]:
+    """Fine-tune a classifier from `mae`'s encoder (or, with `pretrained=False`, the same ViT
+    from random weights: the from-scratch baseline) and return its test accuracy (%).
+
+    Global average pooling, layer-wise lr decay, drop path, random-resized-crop + flip
+    augmentation on the device, label smoothing, AdamW with warm-up and cosine decay."""
+    device = pick_device(None if device == "auto" else str(device))
+    torch.manual_seed(seed)
+    num_classes = len(data_train.classes)
+    if not pretrained:  # only the architecture of `mae` is used; the weights stay random
+        c = mae.config
+        model = VisionTransformer(c["img_size"], c["patch_size"], c["in_chans"], num_classes,
+                                  c["embed_dim"], c["depth"], c["num_heads"], c["mlp_ratio"],
+                                  global_pool=True, drop_path_rate=drop_path_rate)
+    else:
+        model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate)
+    model.to(device)
+    groups = layer_decay_groups(model, weight_decay, layer_decay)
+    opt = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999))
+    augment = DeviceAugment(data_train.mean, data_train.std, model.patch_embed.img_size,
+                            scale=(0.08, 1.0))
+    images, labels = data_train.images.to(device), data_train.labels.to(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    steps_per_epoch = len(data_train) // batch_size
+    total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
+    warmup = max(1, math.ceil(total * 0.1))
+    model.train()
+    for step in range(total):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g, device=device)
+        lr = lr_at(step, total, peak, 1e-6, warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        loss = F.cross_entropy(model(augment(images[idx], g)), labels[idx],
+                               label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(data_test), 500):
+            imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size,
+                                 device)
+            correct += (model(imgs).argmax(1).cpu() == data_test.labels[start:start + 500]).sum()
+    return {"accuracy": 100.0 * int(correct) / len(data_test), "steps": total}
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen-feature comparison and the command line
+
+
+def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
+                          data_test: ImageSet, pool: str = "cls",
+                          probe_epochs: int = 50) -> dict[str, float]:
+    """k-NN and linear-probe accuracy (%) of `model`'s frozen features."""
+    train_x = extract_features(model, data_train, pool)
+    test_x = extract_features(model, data_test, pool)
+    return {"knn": knn_accuracy(train_x, data_train.labels, test_x, data_test.labels),
+            "linear_probe": linear_probe(train_x, data_train.labels, test_x, data_test.labels,
+                                         epochs=probe_epochs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m mae_tutorial.evaluate",
+        description="Evaluate a pre-trained MAE against the same architecture with random "
+                    "weights: k-NN and linear probe on frozen features, optionally fine-tuning.")
+    p.add_argument("--checkpoint", required=True,
+                   help="a training checkpoint, an official-format file, or an official name")
+    p.add_argument("--dataset", default="synthetic", choices=list(DATASETS))
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--train-size", type=int, default=10_000,
+                   help="images of the training split used (k-NN memory, probe training)")
+    p.add_argument("--test-size", type=int, default=2_000)
+    p.add_argument("--pool", default="cls", choices=["cls", "mean"])
+    p.add_argument("--probe-epochs", type=int, default=50)
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="also fine-tune (and train from scratch) for this many epochs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        mae = mae_from_checkpoint(args.checkpoint).to(device)
+        print(f"device: {device}\ndataset: {args.dataset}")
+        train_set = _subset(load_dataset(args.dataset, args.data_root, train=True,
+                                         synthetic_size=args.train_size, seed=args.seed),
+                            args.train_size)
+        test_set = _subset(load_dataset(args.dataset, args.data_root, train=False),
+                           args.test_size)
+        torch.manual_seed(args.seed)
+        random_model = MaskedAutoencoderViT(**mae.config).to(device)
+        rows = {"pre-trained": frozen_feature_report(mae, train_set, test_set, args.pool,
+                                                     args.probe_epochs),
+                "random init": frozen_feature_report(random_model, train_set, test_set,
+                                                     args.pool, args.probe_epochs)}
+        print(f"{'encoder':<14}{'k-NN %':>9}{'linear %':>10}")
+        for name, r in rows.items():
+            print(f"{name:<14}{r['knn']:>9.1f}{r['linear_probe']:>10.1f}")
+        if args.finetune_epochs:
+            for name, pretrained in (("fine-tuned", True), ("from scratch", False)):
+                r = finetune(train_set, test_set, mae, pretrained, epochs=args.finetune_epochs,
+                             device=device, seed=args.seed)
+                print(f"{name:<14} top-1 {r['accuracy']:.1f}% after {r['steps']} steps")
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _subset(data: ImageSet, n: int) -> ImageSet:
+    return ImageSet(data.name, data.images[:n], data.labels[:n], data.classes, data.mean,
+                    data.std)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

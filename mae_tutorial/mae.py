@@ -93,6 +93,16 @@ class MaskedAutoencoderViT(nn.Module):
             x = block(x)
         return self.norm(x), mask, ids_restore
 
+    def encode(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The encoder on every patch, no masking: (N, C, H, W) -> (N, 1 + L, D), cls first.
+        This is how the pre-trained encoder is used downstream (features, classification)."""
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent (N, 1 + K, D) -> predicted pixels of every patch (N, L, p*p*C)."""
         x = self.decoder_embed(latent)  # (N, 1 + K, Dd)

@@ -99,20 +99,30 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the residual branch for a random subset of samples, scaling the
+    kept ones by 1 / (1 - rate) so the expectation is unchanged."""
+    if rate == 0.0 or not training:
+        return x
+    keep = torch.rand(x.shape[0], *([1] * (x.ndim - 1)), device=x.device) >= rate
+    return x * keep.to(x.dtype) / (1 - rate)
+
+
 class Block(nn.Module):
     """A pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
-                 eps: float = LAYER_NORM_EPS) -> None:
+                 eps: float = LAYER_NORM_EPS, drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 def init_vit_weights(module: nn.Module) -> None:
@@ -136,35 +146,48 @@ def init_patch_embed(patch_embed: PatchEmbed) -> None:
 class VisionTransformer(nn.Module):
     """A ViT classifier: patches + cls token + fixed 2D sin-cos positions -> blocks -> head.
 
-    `global_pool=True` classifies from the mean of the patch tokens instead of the cls token.
+    Pooling as the MAE paper's fine-tuning code: the normalized cls token, or with
+    `global_pool=True` the mean of the patch tokens followed by its own LayerNorm (`fc_norm`,
+    which replaces the final `norm`). `drop_path_rate` grows linearly over the blocks.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
                  num_classes: int = 1000, embed_dim: int = 768, depth: int = 12,
-                 num_heads: int = 12, mlp_ratio: float = 4.0, global_pool: bool = False) -> None:
+                 num_heads: int = 12, mlp_ratio: float = 4.0, global_pool: bool = False,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.global_pool = global_pool
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         table = sincos_2d(embed_dim, self.patch_embed.grid_size, cls_token=True)
         self.register_buffer("pos_embed", table.unsqueeze(0))  # (1, L+1, D), fixed
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, drop_path=r)
+                                    for r in rates)
+        if global_pool:
+            self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        else:
+            self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.head = nn.Linear(embed_dim, num_classes)
         self.apply(init_vit_weights)
         init_patch_embed(self.patch_embed)
         nn.init.normal_(self.cls_token, std=0.02)
 
-    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 1 + L, D) normalized tokens, cls first."""
+    def forward_tokens(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, 1 + L, D) tokens after the last block, cls first."""
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
         for block in self.blocks:
             x = block(x)
-        return self.norm(x)
+        return x
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, D) pooled features, the input of the head."""
+        x = self.forward_tokens(imgs)
+        if self.global_pool:
+            return self.fc_norm(x[:, 1:].mean(dim=1))
+        return self.norm(x)[:, 0]
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        tokens = self.forward_features(imgs)
-        pooled = tokens[:, 1:].mean(dim=1) if self.global_pool else tokens[:, 0]
-        return self.head(pooled)  # (N, num_classes) logits
+        return self.head(self.forward_features(imgs))  # (N, num_classes) logits

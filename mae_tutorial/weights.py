@@ -1,4 +1,4 @@
-"""Loading checkpoints, and moving weights between this package and Hugging Face's ViTMAE.
+"""Checkpoints: loading them, the official MAE releases, and Hugging Face's ViTMAE.
 
 Our state-dict keys are the official MAE release's. Hugging Face's `ViTMAEForPreTraining`
 names the same tensors differently and splits the fused `qkv` projection into three. Two HF
@@ -8,13 +8,20 @@ checkpoints and transformers 4 (`vit.encoder.layer.N.attention.attention.query`)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .mae import PRESETS, MaskedAutoencoderViT
+from .vit import VisionTransformer
 
 Tensor = torch.Tensor
 
@@ -168,3 +175,201 @@ def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
                          "(or pass strict=False to load a partial checkpoint).")
     model.load_state_dict(state, strict=False)
     return missing, unexpected
+
+
+def mae_kwargs_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`MaskedAutoencoderViT` keyword arguments from a Hugging Face ViTMAE config (a dict, e.g.
+    `ViTMAEConfig.to_dict()` or a hub model's config.json)."""
+    return dict(
+        img_size=config["image_size"], patch_size=config["patch_size"],
+        in_chans=config.get("num_channels", 3), embed_dim=config["hidden_size"],
+        depth=config["num_hidden_layers"], num_heads=config["num_attention_heads"],
+        decoder_embed_dim=config["decoder_hidden_size"],
+        decoder_depth=config["decoder_num_hidden_layers"],
+        decoder_num_heads=config["decoder_num_attention_heads"],
+        mlp_ratio=config["intermediate_size"] / config["hidden_size"],
+        norm_pix_loss=bool(config.get("norm_pix_loss", False)),
+        layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The official releases (He et al., github.com/facebookresearch/mae)
+
+
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    url: str
+    preset: str  # the architecture, a name of mae_tutorial.mae.PRESETS
+    has_decoder: bool  # False: encoder only, it cannot reconstruct
+    norm_pix_loss: bool  # the target the decoder was trained for
+    md5_prefix: str | None  # as published in the official README (None: not published)
+
+
+_BASE_URL = "https://dl.fbaipublicfiles.com/mae"
+OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
+    "mae_pretrain_vit_base": OfficialCheckpoint(
+        f"{_BASE_URL}/pretrain/mae_pretrain_vit_base.pth", "vit_base_patch16", False, True,
+        "8cad7c"),
+    "mae_pretrain_vit_large": OfficialCheckpoint(
+        f"{_BASE_URL}/pretrain/mae_pretrain_vit_large.pth", "vit_large_patch16", False, True,
+        "b8b06e"),
+    "mae_pretrain_vit_huge": OfficialCheckpoint(
+        f"{_BASE_URL}/pretrain/mae_pretrain_vit_huge.pth", "vit_huge_patch14", False, True,
+        "9bdbb0"),
+    "mae_pretrain_vit_base_full": OfficialCheckpoint(
+        f"{_BASE_URL}/pretrain/mae_pretrain_vit_base_full.pth", "vit_base_patch16", True, True,
+        None),
+    "mae_pretrain_vit_large_full": OfficialCheckpoint(
+        f"{_BASE_URL}/pretrain/mae_pretrain_vit_large_full.pth", "vit_large_patch16", True,
+        True, None),
+    "mae_pretrain_vit_huge_full": OfficialCheckpoint(
+        f"{_BASE_URL}/pretrain/mae_pretrain_vit_huge_full.pth", "vit_huge_patch14", True, True,
+        None),
+    "mae_visualize_vit_base": OfficialCheckpoint(
+        f"{_BASE_URL}/visualize/mae_visualize_vit_base.pth", "vit_base_patch16", True, False,
+        None),
+    "mae_visualize_vit_large": OfficialCheckpoint(
+        f"{_BASE_URL}/visualize/mae_visualize_vit_large.pth", "vit_large_patch16", True, False,
+        None),
+}
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checksum(path: str | os.PathLike, md5_prefix: str | None) -> None:
+    """Check a downloaded file. With a published MD5 prefix, the file must match it. Without
+    one, the SHA-256 is recorded beside the file on first use (`<file>.sha256`) and every later
+    use must match that record, so a file that changes on disk is caught."""
+    path = Path(path)
+    if md5_prefix is not None:
+        digest = _file_digest(path, "md5")
+        if not digest.startswith(md5_prefix):
+            raise ValueError(f"checksum mismatch for {path}: MD5 {digest[:12]}..., expected "
+                             f"{md5_prefix}... (the published value). The file is damaged or "
+                             "not the official one: delete it and download it again")
+        return
+    record = path.with_name(path.name + ".sha256")
+    digest = _file_digest(path, "sha256")
+    if not record.exists():
+        record.write_text(digest + "\n")
+        return
+    if record.read_text().strip() != digest:
+        raise ValueError(f"checksum mismatch for {path}: its SHA-256 no longer matches the one "
+                         f"recorded in {record} when it was first downloaded. The file changed "
+                         "on disk: delete both files and download it again")
+
+
+def download_checkpoint(name: str, root: str | os.PathLike = "data/checkpoints") -> Path:
+    """The path of an official checkpoint, downloaded into `root` on first use and verified."""
+    if name not in OFFICIAL_CHECKPOINTS:
+        raise ValueError(f"unknown official checkpoint {name!r}; choose one of "
+                         f"{sorted(OFFICIAL_CHECKPOINTS)}")
+    entry = OFFICIAL_CHECKPOINTS[name]
+    path = Path(root) / f"{name}.pth"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        try:
+            urllib.request.urlretrieve(entry.url, tmp)
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(
+                f"could not download {entry.url} ({exc}). Offline? Download it elsewhere and "
+                f"put it at {path.resolve()}, or pass the file's path instead of its name"
+            ) from exc
+        os.replace(tmp, path)
+    verify_checksum(path, entry.md5_prefix)
+    return path
+
+
+def _infer_preset(state: Mapping[str, Tensor]) -> str:
+    dim = state["cls_token"].shape[-1]
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    patch = state["patch_embed.proj.weight"].shape[-1]
+    for name, p in PRESETS.items():
+        if (p["embed_dim"], p["depth"], p["patch_size"]) == (dim, depth, patch):
+            return name
+    raise ValueError(f"cannot tell the architecture of this checkpoint (embed dim {dim}, depth "
+                     f"{depth}, patch {patch}); build the model yourself and call "
+                     "load_checkpoint(model, path)")
+
+
+def mae_from_checkpoint(source: str | os.PathLike, root: str | os.PathLike = "data/checkpoints"
+                        ) -> MaskedAutoencoderViT:
+    """A `MaskedAutoencoderViT` with the weights of an official release (by name, e.g.
+    "mae_visualize_vit_large", downloaded and verified), an official-format file, or a
+    checkpoint written by this package's trainer.
+
+    Encoder-only files load with their decoder missing; the model is then marked
+    `encoder_only` and refuses to reconstruct.
+    """
+    if isinstance(source, str) and source in OFFICIAL_CHECKPOINTS:
+        entry = OFFICIAL_CHECKPOINTS[source]
+        state = _read_state(download_checkpoint(source, root))
+        kwargs = {**PRESETS[entry.preset], "norm_pix_loss": entry.norm_pix_loss}
+    else:
+        raw = _read_state(source, unwrap=False)
+        state = raw["model"] if isinstance(raw.get("model"), Mapping) else raw
+        if "model_config" in raw:  # written by mae_tutorial.train
+            kwargs = dict(raw["model_config"])
+        else:
+            kwargs = dict(PRESETS[_infer_preset(state)])
+    model = MaskedAutoencoderViT(**kwargs)
+    missing, _ = load_checkpoint(model, state, strict=False)
+    model.encoder_only = any(k.startswith(("decoder", "mask_token")) for k in missing)
+    encoder_missing = [k for k in missing if not k.startswith(("decoder", "mask_token"))]
+    if encoder_missing:
+        raise ValueError(f"the checkpoint lacks encoder weights: {_describe(encoder_missing)}")
+    return model
+
+
+def _read_state(path: str | os.PathLike, unwrap: bool = True) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"could not read the checkpoint {os.fspath(path)!r}: {exc}. The file "
+                         "may be truncated or not a PyTorch checkpoint") from exc
+    if unwrap and isinstance(state.get("model"), Mapping):
+        state = state["model"]
+    return state
+
+
+def vit_from_mae(source: MaskedAutoencoderViT | Mapping[str, Tensor], num_classes: int,
+                 global_pool: bool = True, drop_path_rate: float = 0.0,
+                 **vit_kwargs: Any) -> VisionTransformer:
+    """A `VisionTransformer` classifier whose encoder starts from an MAE's encoder.
+
+    `source` is a model (its architecture is used) or a state dict (pass the architecture in
+    `vit_kwargs`). The head and, with global pooling, `fc_norm` start fresh (the head with the
+    paper's small init, std 2e-5); the MAE's final `norm` is used only for cls-token pooling.
+    """
+    if isinstance(source, MaskedAutoencoderViT):
+        c = source.config
+        vit_kwargs = dict(img_size=c["img_size"], patch_size=c["patch_size"],
+                          in_chans=c["in_chans"], embed_dim=c["embed_dim"], depth=c["depth"],
+                          num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"], **vit_kwargs)
+        state = source.state_dict()
+    else:
+        state = source
+    vit = VisionTransformer(num_classes=num_classes, global_pool=global_pool,
+                            drop_path_rate=drop_path_rate, **vit_kwargs)
+    encoder = {k: v for k, v in state.items()
+               if not k.startswith(("decoder", "mask_token", "head.", "fc_norm."))
+               and not (global_pool and k.startswith("norm."))}
+    missing, _ = load_checkpoint(vit, encoder, strict=False)
+    expected_missing = {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    if set(missing) - expected_missing:
+        raise ValueError("the MAE weights do not cover the classifier's encoder; missing: "
+                         f"{_describe(sorted(set(missing) - expected_missing))}")
+    nn.init.normal_(vit.head.weight, std=2e-5)
+    nn.init.zeros_(vit.head.bias)
+    return vit

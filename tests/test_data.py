@@ -154,3 +154,18 @@ def test_both_pipelines_give_the_same_kind_of_batch():
     # per-sample seeds make the DataLoader path reproducible
     again, _ = next(iter(loader))
     assert torch.equal(again, from_loader)
+
+
+def test_demo_photos_are_real_photographs():
+    from mae_tutorial.data import IMAGENET_MEAN, IMAGENET_STD, PHOTOS, demo_photos, denormalize
+
+    imgs, names = demo_photos(224)
+    assert imgs.shape == (len(PHOTOS), 3, 224, 224) and names == PHOTOS
+    pixels = denormalize(imgs, IMAGENET_MEAN, IMAGENET_STD)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    # photographs: plenty of detail (neighbouring pixels differ) and colour
+    assert (pixels[..., 1:] - pixels[..., :-1]).abs().mean() > 0.01
+    assert pixels.std(dim=(0, 2, 3)).min() > 0.1
+    with pytest.raises(ValueError, match="unknown photo"):
+        from mae_tutorial.data import load_photo
+        load_photo("mona lisa")

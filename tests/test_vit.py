@@ -38,17 +38,38 @@ def test_block_is_pre_norm_residual():
 
 
 def test_classifier_forward_shapes_and_pooling():
+    torch.manual_seed(0)
     model = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
                               num_heads=4)
     imgs = torch.randn(4, 3, 32, 32)
-    assert model.forward_features(imgs).shape == (4, 65, 32)
+    assert model.forward_tokens(imgs).shape == (4, 65, 32)
     assert model(imgs).shape == (4, 10)
+    tokens = model.forward_tokens(imgs)
+    assert torch.allclose(model.forward_features(imgs), model.norm(tokens)[:, 0], atol=1e-6)
     pooled = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
                                num_heads=4, global_pool=True)
-    pooled.load_state_dict(model.state_dict())
-    tokens = model.forward_features(imgs)
-    assert torch.allclose(pooled(imgs), model.head(tokens[:, 1:].mean(1)), atol=1e-6)
-    assert not torch.allclose(pooled(imgs), model(imgs))
+    assert "fc_norm.weight" in pooled.state_dict() and "norm.weight" not in pooled.state_dict()
+    shared = {k: v for k, v in model.state_dict().items() if not k.startswith("norm.")}
+    pooled.load_state_dict(shared, strict=False)
+    expected = pooled.head(pooled.fc_norm(tokens[:, 1:].mean(1)))
+    assert torch.allclose(pooled(imgs), expected, atol=1e-6)
+
+
+def test_drop_path_is_identity_in_eval_and_unbiased_in_training():
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, num_classes=3, embed_dim=16, depth=4,
+                              num_heads=2, drop_path_rate=0.3)
+    assert [b.drop_path for b in model.blocks] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    imgs = torch.randn(2, 3, 32, 32)
+    model.eval()
+    assert torch.equal(model(imgs), model(imgs))
+    model.train()
+    assert not torch.equal(model(imgs), model(imgs))
+    from mae_tutorial.vit import drop_path
+    x = torch.ones(20000, 4)
+    kept = drop_path(x, 0.25, training=True)
+    assert torch.allclose(kept[:, 0].unique(), torch.tensor([0.0, 1 / 0.75]))
+    assert abs(kept.mean().item() - 1) < 0.03
 
 
 def test_init_as_the_paper_code():

@@ -1,0 +1,133 @@
+import pytest
+import torch
+
+import mae_tutorial as mt
+from mae_tutorial import evaluate as ev
+from mae_tutorial.data import load_dataset
+from mae_tutorial.weights import vit_from_mae
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
+            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+def tiny(norm_pix_loss=False) -> mt.MaskedAutoencoderViT:
+    torch.manual_seed(0)
+    return mt.MaskedAutoencoderViT(**TINY, norm_pix_loss=norm_pix_loss).eval()
+
+
+def blobs(n_per_class=100, classes=4, dim=16, spread=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=g) * 3
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    return centres[y] + spread * torch.randn(len(y), dim, generator=g), y
+
+
+def test_knn_separates_clusters_and_is_at_chance_on_noise():
+    x, y = blobs()
+    tx = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    assert ev.knn_accuracy(x, y, tx, y) == 100.0
+    noise_labels = torch.randint(0, 4, (400,), generator=torch.Generator().manual_seed(2))
+    assert 10 < ev.knn_accuracy(x, noise_labels, tx, y) < 45
+
+
+def test_knn_votes_are_weighted_by_similarity():
+    train = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6, 0.8]])
+    labels = torch.tensor([0, 1, 1])
+    query = torch.tensor([[1.0, 0.05]])
+    # two fairly similar neighbours of class 1 lose to one very similar neighbour of class 0
+    assert ev.knn_accuracy(train, labels, query, torch.tensor([0]), k=3, temperature=0.07) == 100
+    assert ev.knn_accuracy(train, labels, query, torch.tensor([1]), k=3, temperature=100) == 100
+
+
+def test_linear_probe_learns_a_linear_rule():
+    x, y = blobs(spread=1.0)
+    accuracy = ev.linear_probe(x[::2], y[::2], x[1::2], y[1::2], epochs=30)
+    assert accuracy > 95
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+    assert ev.linear_probe(x[::2], shuffled[::2], x[1::2], shuffled[1::2], epochs=30) < 50
+
+
+def test_features_of_the_frozen_encoder():
+    model = tiny()
+    data = load_dataset("synthetic", synthetic_size=64)
+    cls = ev.extract_features(model, data, "cls", batch_size=20)
+    mean = ev.extract_features(model, data, "mean")
+    assert cls.shape == mean.shape == (64, 32)
+    imgs = mt.data.normalize(data.images[:3].float() / 255, data.mean, data.std)
+    with torch.no_grad():
+        tokens = model.encode(imgs)
+    assert torch.allclose(cls[:3], tokens[:, 0], atol=1e-5)
+    assert torch.allclose(mean[:3], tokens[:, 1:].mean(1), atol=1e-5)
+    with pytest.raises(ValueError, match="pool must be"):
+        ev.extract_features(model, data, "max")
+
+
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+def test_reconstruction_of_a_perfect_decoder_is_the_image(norm_pix_loss, monkeypatch):
+    model = tiny(norm_pix_loss)
+    imgs = torch.randn(2, 3, 32, 32)
+    # a decoder that predicts exactly its target: the panels must give the image back
+    monkeypatch.setattr(model, "forward_decoder", lambda latent, ids: model.patch_targets(imgs))
+    panels = ev.reconstruct(model, imgs, 0.75)
+    assert torch.allclose(panels["reconstruction"], imgs, atol=1e-3)
+    assert torch.allclose(panels["pasted"], imgs, atol=1e-3)
+    removed = panels["mask"].bool()
+    masked = mt.patchify(panels["masked"], 8)
+    assert (masked[removed] == 0).all()
+    assert torch.equal(masked[~removed], mt.patchify(imgs, 8)[~removed])
+
+
+def test_pasted_panel_keeps_visible_patches():
+    model = tiny(norm_pix_loss=True)
+    imgs = torch.randn(2, 3, 32, 32)
+    panels = ev.reconstruct(model, imgs, 0.75)
+    visible = ~panels["mask"].bool()
+    pasted, recon = mt.patchify(panels["pasted"], 8), mt.patchify(panels["reconstruction"], 8)
+    assert torch.equal(pasted[visible], mt.patchify(imgs, 8)[visible])
+    assert torch.equal(pasted[~visible], recon[~visible])
+
+
+def test_encoder_only_models_refuse_to_reconstruct():
+    model = tiny()
+    model.encoder_only = True
+    with pytest.raises(ValueError, match="encoder-only checkpoint"):
+        ev.reconstruct(model, torch.randn(1, 3, 32, 32))
+
+
+def test_cls_attention_maps_are_the_last_blocks_attention():
+    model = tiny()
+    imgs = torch.randn(2, 3, 32, 32)
+    maps = ev.cls_attention_maps(model, imgs)
+    assert maps.shape == (2, 4, 4, 4)
+    seen = {}
+    last = model.blocks[-1]
+    last.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    with torch.no_grad():
+        model.encode(imgs)
+        full = last.attn.attention_weights(last.norm1(seen["x"]))
+    assert torch.allclose(maps.flatten(2), full[:, :, 0, 1:], atol=1e-6)
+    assert torch.allclose(maps.sum((-2, -1)) + full[:, :, 0, 0], torch.ones(2, 4), atol=1e-5)
+
+
+def test_layer_decay_groups():
+    vit = vit_from_mae(tiny(), num_classes=5)
+    groups = ev.layer_decay_groups(vit, 0.05, 0.5)
+    scale = {}
+    names = {id(p): n for n, p in vit.named_parameters()}
+    for g in groups:
+        for p in g["params"]:
+            scale[names[id(p)]] = (g["lr_scale"], g["weight_decay"])
+    assert scale["patch_embed.proj.weight"] == (0.5**3, 0.05)
+    assert scale["blocks.0.attn.qkv.weight"] == (0.5**2, 0.05)
+    assert scale["blocks.1.norm1.weight"] == (0.5, 0.0)
+    assert scale["head.weight"] == (1.0, 0.05) and scale["fc_norm.bias"] == (1.0, 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(vit.parameters()))
+
+
+def test_finetune_runs_both_ways():
+    data = load_dataset("synthetic", synthetic_size=256)
+    test = load_dataset("synthetic", train=False)
+    test.images, test.labels = test.images[:100], test.labels[:100]
+    for pretrained in (True, False):
+        result = ev.finetune(data, test, tiny(), pretrained, epochs=1, batch_size=64)
+        assert result["steps"] == 4 and 0 <= result["accuracy"] <= 100
