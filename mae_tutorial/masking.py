@@ -62,3 +62,40 @@ def random_masking(
     mask[:, :keep] = 0
     mask = torch.gather(mask, 1, ids_restore)
     return x_visible, mask, ids_restore
+
+
+# Other ways to choose the patches (the paper's Fig. 6 and Table 1f compare them with random
+# sampling, which works best). Each returns `noise` for `random_masking`: patches with the
+# smallest noise stay visible, so the shuffle, the exact count K and `ids_restore` are shared.
+
+
+def grid_masking_noise(n: int, grid_size: int, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+    """Keep one patch of every 2x2 square (a regular lattice, random phase per sample): with
+    `random_masking(x, 0.75, noise)` exactly the lattice stays visible. Returns (N, L)."""
+    rows = torch.arange(grid_size).view(-1, 1).expand(grid_size, grid_size).flatten()
+    cols = torch.arange(grid_size).view(1, -1).expand(grid_size, grid_size).flatten()
+    phase = torch.randint(0, 2, (n, 2), generator=generator)
+    on_lattice = ((rows - phase[:, :1]) % 2 == 0) & ((cols - phase[:, 1:]) % 2 == 0)  # (N, L)
+    return (~on_lattice).float() + 0.5 * torch.rand(n, grid_size**2, generator=generator)
+
+
+def block_masking_noise(n: int, grid_size: int, mask_ratio: float,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Remove large random rectangles until `mask_ratio` of the grid is covered (the
+    block-wise masking of BEiT, as the paper's comparison). Returns (N, L) noise; the patches
+    removed by `random_masking` are then the rectangles (a few extra or fewer at the margin)."""
+    target = grid_size**2 - num_visible(grid_size**2, mask_ratio)
+    noise = torch.rand(n, grid_size**2, generator=generator) * 0.5
+    for i in range(n):
+        blocked = torch.zeros(grid_size, grid_size, dtype=torch.bool)
+        while int(blocked.sum()) < target:
+            area = float(torch.empty(1).uniform_(2, max(2.0, target / 3), generator=generator))
+            aspect = float(torch.empty(1).uniform_(-1.2, 1.2, generator=generator).exp())
+            h = max(1, min(grid_size, round((area * aspect) ** 0.5)))
+            w = max(1, min(grid_size, round((area / aspect) ** 0.5)))
+            top = int(torch.randint(0, grid_size - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, grid_size - w + 1, (1,), generator=generator))
+            blocked[top:top + h, left:left + w] = True
+        noise[i] += blocked.flatten().float()
+    return noise

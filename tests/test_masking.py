@@ -55,3 +55,30 @@ def test_bad_inputs():
         random_masking(x, 0.75, noise=torch.rand(2, 15))
     with pytest.raises(ValueError, match="shape"):
         random_masking(torch.randn(16, 4), 0.75)
+
+
+def test_grid_masking_keeps_a_lattice():
+    from mae_tutorial.masking import grid_masking_noise
+
+    noise = grid_masking_noise(6, 8, torch.Generator().manual_seed(0))
+    _, mask, _ = random_masking(torch.randn(6, 64, 2), 0.75, noise)
+    for m in mask.view(6, 8, 8):
+        rows, cols = torch.nonzero(m == 0, as_tuple=True)
+        assert len(rows) == 16
+        assert len(set((rows % 2).tolist())) == 1 and len(set((cols % 2).tolist())) == 1
+
+
+def test_block_masking_removes_contiguous_regions():
+    from mae_tutorial.masking import block_masking_noise
+
+    g = torch.Generator().manual_seed(0)
+    block = random_masking(torch.randn(20, 196, 2), 0.5, block_masking_noise(20, 14, 0.5, g))[1]
+    rand = random_masking(torch.randn(20, 196, 2), 0.5)[1]
+    assert (block.sum(1) == 98).all()
+
+    def removed_neighbours(mask):  # how often a removed patch's right neighbour is removed too
+        m = mask.view(-1, 14, 14)
+        both = (m[:, :, 1:] * m[:, :, :-1]).sum()
+        return (both / m[:, :, :-1].sum()).item()
+
+    assert removed_neighbours(block) > 0.75 > 0.6 > removed_neighbours(rand)
