@@ -34,7 +34,7 @@ from torch import nn
 from .data import DATASETS, AugmentedImages, DeviceAugment, ImageSet, load_dataset, loader_transform
 from .mae import PRESETS, MaskedAutoencoderViT, mae_from_preset
 from .runtime import pick_device
-from .weights import load_checkpoint
+from .weights import load_checkpoint, read_file
 
 CHECKPOINT = "checkpoint.pth"
 METRICS = "metrics.jsonl"
@@ -193,15 +193,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint safely (weights_only), with a clear error if it is damaged."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"the checkpoint {os.fspath(path)!r} cannot be read ({exc}); it may be "
-                         "truncated or not a checkpoint of this package. Nothing was changed; "
-                         "restore a good copy or start a fresh run in another --output-dir"
-                         ) from exc
+    state = read_file(path)
     if not isinstance(state, dict) or not {"model", "step", "config"} <= set(state):
         raise ValueError(f"{os.fspath(path)!r} is not a training checkpoint of this package "
                          "(it lacks 'model', 'step' or 'config')")

@@ -129,6 +129,19 @@ def vitmae_config_kwargs(model: nn.Module) -> dict[str, Any]:
     )
 
 
+def read_file(path: str | os.PathLike) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU (no code runs on load), with a clear
+    error for a truncated, damaged or foreign file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated file, not a checkpoint, pickled code, ...
+        raise ValueError(f"could not read the checkpoint {os.fspath(path)!r}: {exc}. The file "
+                         "may be truncated or not a PyTorch checkpoint; nothing was changed. "
+                         "Download or save it again") from exc
+
+
 def _describe(keys: list[str], limit: int = 10) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
@@ -143,17 +156,7 @@ def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
     Keys or shapes that do not fit are named in the error; `strict=False` tolerates missing
     and unexpected keys (e.g. an encoder-only checkpoint) but never a shape mismatch.
     """
-    if isinstance(checkpoint, Mapping):
-        state = checkpoint
-    else:
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # truncated file, not a checkpoint, pickled code, ...
-            raise ValueError(f"could not read the checkpoint {os.fspath(checkpoint)!r}: {exc}. "
-                             "The file may be truncated or not a PyTorch checkpoint; "
-                             "download or save it again") from exc
+    state = checkpoint if isinstance(checkpoint, Mapping) else read_file(checkpoint)
     if "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     own = model.state_dict()
@@ -331,13 +334,7 @@ def mae_from_checkpoint(source: str | os.PathLike, root: str | os.PathLike = "da
 
 
 def _read_state(path: str | os.PathLike, unwrap: bool = True) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"could not read the checkpoint {os.fspath(path)!r}: {exc}. The file "
-                         "may be truncated or not a PyTorch checkpoint") from exc
+    state = read_file(path)
     if unwrap and isinstance(state.get("model"), Mapping):
         state = state["model"]
     return state
