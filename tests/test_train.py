@@ -199,8 +199,10 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     assert "x 2 processes" in two.stdout
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    # Equal up to float summation order, which Adam's normalized step can amplify to ~1e-5;
+    # a wrong data share would differ by ~1e-3 (three steps at lr ~7e-4).
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-5, worst
+    assert worst < 5e-5, worst
     torch.manual_seed(0)  # the trainer's initial weights: training did move them
     initial = mt.mae_from_preset("quick").state_dict()
     assert all(torch.equal(a[k], initial[k]) for k in ("pos_embed", "decoder_pos_embed"))
