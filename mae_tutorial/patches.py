@@ -65,3 +65,11 @@ def unpatchify(
     return rearrange(
         x, "n (h w) (p q c) -> n c (h p) (w q)", h=rows, w=cols, p=patch_size, q=patch_size
     )
+
+
+def mask_to_pixels(mask: torch.Tensor, patch_size: int,
+                   grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Spread a per-patch mask over the pixels: (N, L) -> (N, 1, H, W), each pixel taking the
+    value of its patch (1 = removed, as `random_masking` returns it)."""
+    per_pixel = mask[..., None].expand(-1, -1, patch_size * patch_size)  # (N, L, p*p)
+    return unpatchify(per_pixel, patch_size, channels=1, grid_size=grid_size)

@@ -39,3 +39,13 @@ def test_errors_name_the_problem():
         unpatchify(torch.zeros(1, 64, 16), 4, channels=3)
     with pytest.raises(ValueError, match="square grid"):
         unpatchify(torch.zeros(1, 24, 48), 4)
+
+
+def test_mask_to_pixels_spreads_each_patch():
+    from mae_tutorial.patches import mask_to_pixels
+
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.0, 1.0]])  # a 2x3 grid of 4x4 patches
+    pixels = mask_to_pixels(mask, 4, grid_size=(2, 3))
+    assert pixels.shape == (1, 1, 8, 12)
+    assert pixels[0, 0, :4, 4:8].eq(1).all() and pixels[0, 0, :4, :4].eq(0).all()
+    assert pixels[0, 0, 4:, 8:].eq(1).all() and pixels.sum() == 3 * 16
