@@ -1,8 +1,10 @@
-"""Figure helpers the chapters share: image grids, masked images, training curves."""
+"""Figure helpers the chapters share: image grids, masked images, training curves, and a
+slider over precomputed frames that plays on the book's pages without a kernel."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -70,3 +72,54 @@ def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
     ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
     ax.figure.tight_layout()
     return ax
+
+
+def image_bytes(img: torch.Tensor, fmt: str = "png", scale: int = 1) -> bytes:
+    """Encode a (C, H, W) image in [0, 1] as PNG or JPEG bytes, each pixel repeated `scale`
+    times in both directions (small images stay sharp when enlarged)."""
+    from PIL import Image
+
+    array = (to_numpy_image(img) * 255).round().astype("uint8")
+    picture = Image.fromarray(array)
+    if scale != 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale),
+                                 Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG" if fmt == "jpeg" else "PNG", quality=90)
+    return buffer.getvalue()
+
+
+def frame_slider(frames: Mapping[str, torch.Tensor], captions: Sequence[str] | None = None,
+                 description: str = "", value: str | None = None, fmt: str = "png",
+                 scale: int = 1):
+    """A slider that flips through precomputed images, one per slider value.
+
+    Every frame is encoded once and stored in the widget, and the slider's position is linked
+    to the frame shown in the browser (`jslink`), so the slider also works where no Python
+    runs: in a saved notebook and on the book's HTML pages. `frames` maps the slider's labels
+    to (C, H, W) images in [0, 1]; `captions` are shown under the frames.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError as err:  # the book's extra installs it
+        raise ImportError("frame_slider needs ipywidgets: pip install ipywidgets") from err
+    labels = list(frames)
+    if not labels:
+        raise ValueError("frame_slider needs at least one frame")
+    if captions is not None and len(captions) != len(labels):
+        raise ValueError(f"{len(captions)} captions for {len(labels)} frames")
+    value = labels[0] if value is None else value
+    if value not in frames:
+        raise ValueError(f"value {value!r} is not one of the frames' labels {labels}")
+    views = []
+    for k, img in enumerate(frames.values()):
+        picture = widgets.Image(value=image_bytes(img, fmt, scale), format=fmt)
+        views.append(widgets.VBox([picture, widgets.Label(captions[k])]) if captions
+                     else picture)
+    stack = widgets.Stack(views, selected_index=labels.index(value))
+    slider = widgets.SelectionSlider(options=labels, value=value, description=description,
+                                     continuous_update=True,
+                                     layout=widgets.Layout(width="min(100%, 32rem)"),
+                                     style={"description_width": "initial"})
+    widgets.jslink((slider, "index"), (stack, "selected_index"))
+    return widgets.VBox([slider, stack])

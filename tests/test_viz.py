@@ -24,3 +24,49 @@ def test_show_images_and_metrics_plot():
     ax = viz.plot_metrics(records)
     assert list(ax.get_lines()[0].get_ydata()) == [1 / s for s in range(1, 6)]
     assert ax.get_yscale() == "log"
+
+
+def test_image_bytes_encodes_the_pixels():
+    import io
+
+    from PIL import Image
+
+    img = torch.zeros(3, 4, 6)
+    img[0, :, :3] = 1.0  # left half red
+    decoded = Image.open(io.BytesIO(viz.image_bytes(img, "png", scale=3)))
+    assert decoded.size == (18, 12) and decoded.format == "PNG"
+    assert decoded.getpixel((0, 0)) == (255, 0, 0) and decoded.getpixel((17, 11)) == (0, 0, 0)
+    assert Image.open(io.BytesIO(viz.image_bytes(img, "jpeg"))).format == "JPEG"
+
+
+def test_frame_slider_links_the_slider_to_its_frames_in_the_browser():
+    from ipywidgets.embed import embed_data
+
+    frames = {f"{r:.0%}": torch.full((3, 8, 8), r) for r in (0.25, 0.5, 0.75)}
+    box = viz.frame_slider(frames, captions=["a", "b", "c"], description="ratio", value="50%")
+    slider, stack = box.children
+    assert list(slider.options) == ["25%", "50%", "75%"] and slider.index == 1
+    assert len(stack.children) == 3 and stack.selected_index == 1
+    assert [view.children[1].value for view in stack.children] == ["a", "b", "c"]
+    pictures = [view.children[0].value for view in stack.children]
+    assert len(set(pictures)) == 3  # three different frames
+    # The link lives in the browser: the saved widget state holds a Link from the slider's
+    # index to the frame the stack shows, which is what the book's pages replay.
+    state = embed_data(views=[box])["manager_state"]["state"]
+    links = [m["state"] for m in state.values() if m["model_name"] == "LinkModel"]
+    assert {"source": [f"IPY_MODEL_{slider.model_id}", "index"],
+            "target": [f"IPY_MODEL_{stack.model_id}", "selected_index"]}.items() \
+        <= links[0].items()
+    assert len(links) == 1
+
+
+def test_frame_slider_rejects_bad_input():
+    import pytest
+
+    frames = {"a": torch.zeros(3, 4, 4)}
+    with pytest.raises(ValueError, match="not one of"):
+        viz.frame_slider(frames, value="b")
+    with pytest.raises(ValueError, match="2 captions for 1 frames"):
+        viz.frame_slider(frames, captions=["x", "y"])
+    with pytest.raises(ValueError, match="at least one frame"):
+        viz.frame_slider({})
