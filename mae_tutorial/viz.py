@@ -113,9 +113,12 @@ def frame_slider(frames: Mapping[str, torch.Tensor], captions: Sequence[str] | N
         raise ValueError(f"value {value!r} is not one of the frames' labels {labels}")
     views = []
     for k, img in enumerate(frames.values()):
-        picture = widgets.Image(value=image_bytes(img, fmt, scale), format=fmt)
-        views.append(widgets.VBox([picture, widgets.Label(captions[k])]) if captions
-                     else picture)
+        height, width = (scale * n for n in img.shape[-2:])
+        picture = widgets.Image(value=image_bytes(img, fmt, scale), format=fmt,
+                                width=str(width), height=str(height))
+        views.append(widgets.VBox([picture, widgets.Label(captions[k])],
+                                  layout=widgets.Layout(align_items="flex-start"))
+                     if captions else picture)
     stack = widgets.Stack(views, selected_index=labels.index(value))
     slider = widgets.SelectionSlider(options=labels, value=value, description=description,
                                      continuous_update=True,

@@ -70,3 +70,11 @@ def test_frame_slider_rejects_bad_input():
         viz.frame_slider(frames, captions=["x", "y"])
     with pytest.raises(ValueError, match="at least one frame"):
         viz.frame_slider({})
+
+
+def test_frame_slider_frames_keep_their_size():
+    frames = {"a": torch.zeros(3, 8, 6), "b": torch.ones(3, 8, 6)}
+    _, stack = viz.frame_slider(frames, captions=["short", "a much longer caption"],
+                                scale=4).children
+    pictures = [view.children[0] for view in stack.children]
+    assert {(p.width, p.height) for p in pictures} == {("24", "32")}

@@ -86,6 +86,7 @@ class PageReport:
     figures: int = 0
     expected_figures: int | None = None
     widgets: int = 0
+    widgets_played: int = 0
     math: int = 0
     problems: list[str] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
@@ -95,7 +96,10 @@ class PageReport:
         parts = [f"{self.figures} figures"]
         if self.expected_figures is not None:
             parts[0] += f" (notebook: {self.expected_figures})"
-        parts += [f"{self.widgets} widgets", f"{self.math} math"]
+        parts.append(f"{self.widgets} widgets")
+        if self.widgets_played:
+            parts[-1] += f" ({self.widgets_played} played without a kernel)"
+        parts.append(f"{self.math} math")
         state = "ok" if not self.problems else f"{len(self.problems)} problems"
         return f"{self.path}: {', '.join(parts)}: {state}"
 
@@ -379,6 +383,8 @@ def _check_widget_interaction(page, report: PageReport) -> None:
         if after == before:
             report.problems.append(f"widget {index}: moving its slider changes nothing without a "
                                    "kernel (precompute its frames, or say it needs a kernel)")
+        else:
+            report.widgets_played += 1
 
 
 # ---------------------------------------------------------------------------------------------
