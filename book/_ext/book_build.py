@@ -8,6 +8,8 @@
 - Widgets on a page: the widget manager finds its fonts next to its script on the CDN
   (RequireJS would look under the page's folder), and ipywidgets' calls to MathJax 2's
   `MathJax.Hub.Queue` are answered by the pages' MathJax 3 (else each label throws).
+- `_build/jupyter_execute/` holds the executed notebooks even when they come from the
+  execution cache (myst-nb then writes the unexecuted ones there).
 - Each script is included once. Inline scripts that extensions add after the HTML
   builder started (sphinx-thebe's settings, sphinx-togglebutton's selector) are
   registered twice by Sphinx 7, and the repeated `const THEBE_JS_URL` is a JavaScript
@@ -138,9 +140,29 @@ def _one_copy_of_each_script(app: Any, pagename: str, templatename: str,
     scripts[:] = unique
 
 
+def _write_executed_notebooks(app: Any, exception: Exception | None) -> None:
+    if exception is not None or app.config.nb_execution_mode != "cache":
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+
+    build = Path(app.outdir).parent
+    cache = get_cache(app.config.nb_execution_cache_path or build / ".jupyter_cache")
+    for docname in sorted(app.env.found_docs):
+        source = Path(app.env.doc2path(docname))
+        if source.suffix != ".ipynb":
+            continue
+        try:
+            _, executed = cache.merge_match_into_notebook(nbformat.read(source, 4))
+        except KeyError:  # not in the cache (excluded from execution)
+            continue
+        nbformat.write(executed, build / "jupyter_execute" / f"{docname}.ipynb")
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("config-inited", _configure)
     app.add_css_file("book.css")
     app.add_js_file(None, body=LIGHT_BY_DEFAULT, priority=100)
     app.connect("html-page-context", _one_copy_of_each_script, priority=900)
+    app.connect("build-finished", _write_executed_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
