@@ -4,7 +4,7 @@ Prints, for the same weights and noise: the largest absolute differences (mask, 
 predictions, loss), then the speed of a training step (forward + backward) of each, in
 images per second, and their ratio.
 
-    python benchmarks/peer_hf.py [--preset cifar_tiny] [--batch-size 64] [--steps 5]
+    python benchmarks/peer_hf.py [--preset vit_tiny_patch4] [--batch-size 64] [--steps 5]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 import mae_tutorial as mt
-from mae_tutorial.weights import vitmae_config_kwargs
+from mae_tutorial.hf import vitmae_config_kwargs
 
 
 def images_per_second(step, batch_size: int, steps: int) -> float:
@@ -29,7 +29,7 @@ def images_per_second(step, batch_size: int, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="cifar_tiny", choices=sorted(mt.PRESETS))
+    parser.add_argument("--preset", default="vit_tiny_patch4", choices=sorted(mt.MODEL_PRESETS))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()

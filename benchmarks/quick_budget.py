@@ -27,7 +27,7 @@ def main() -> None:
     summary = tr.train(cfg)
     seconds = time.perf_counter() - start
     model = mt.mae_from_preset(cfg.model, norm_pix_loss=cfg.norm_pix_loss)
-    mt.load_checkpoint(model, tr.read_checkpoint(summary["checkpoint"])["model"])
+    mt.load_weights(model, tr.read_training_checkpoint(summary["checkpoint"])["model"])
     score = reconstruction_score(model, load_dataset("synthetic", train=False), num_images=2000)
     print(f"{summary['steps']} steps in {seconds:.0f} s (training loss {summary['loss']:.4f})")
     print(f"held-out masked-patch loss {score['loss']:.4f}, predicting zeros "

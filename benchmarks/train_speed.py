@@ -16,8 +16,8 @@ import time
 import torch
 
 import mae_tutorial as mt
-from mae_tutorial import train as tr
-from mae_tutorial.data import AugmentedImages, DeviceAugment, load_dataset, loader_transform
+from mae_tutorial.augment import AugmentedImages, DeviceAugment, loader_transform
+from mae_tutorial.data import load_dataset
 
 
 def rate(fn, images_per_call: int, calls: int) -> float:
@@ -34,7 +34,7 @@ def rate(fn, images_per_call: int, calls: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="quick", choices=sorted(mt.PRESETS))
+    parser.add_argument("--model", default="vit_mini_patch4", choices=sorted(mt.MODEL_PRESETS))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
@@ -65,8 +65,8 @@ def main() -> None:
     # --- training steps
     torch.manual_seed(0)
     model = mt.mae_from_preset(args.model, norm_pix_loss=True).to(device).train()
-    opt = torch.optim.AdamW(tr.param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95))
-    amp = tr.autocast_dtype(device, "auto")
+    opt = torch.optim.AdamW(mt.optim.param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95))
+    amp = mt.optim.autocast_dtype(device, "auto")
     fixed = augment(images[:b], g)
 
     def step(imgs):

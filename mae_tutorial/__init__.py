@@ -1,25 +1,44 @@
-"""mae-tutorial: Masked Autoencoders (He et al., 2021) step by step, in PyTorch."""
+"""mae-tutorial: Masked Autoencoders (He et al., 2021) step by step, in PyTorch.
 
-from . import autoencoder, data, evaluate, train, viz, weights  # mt.data.sample_photo, ...
-from .mae import PRESETS, MaskedAutoencoderViT, mae_from_preset
+Two layers. The core, the model itself, is imported here: `patches`, `masking`, `pos_embed`,
+`vit`, `mae` (and `runtime`). Everything around it (data, augmentation, checkpoints,
+training, evaluation, figures) loads on first use, e.g. `mt.train` or `mt.load_weights`, so
+`import mae_tutorial` stays cheap: no matplotlib, torchvision or scikit-image.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from .mae import MODEL_PRESETS, MaskedAutoencoderViT, mae_from_preset, normalize_patches
 from .masking import num_visible, random_masking
 from .patches import patchify, unpatchify
 from .pos_embed import sincos_2d
-from .runtime import budget, pick_device, seed_everything
-from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer
-from .weights import (
-    from_hf_vitmae,
-    load_checkpoint,
-    mae_from_checkpoint,
-    to_hf_vitmae,
-    vit_from_mae,
-)
+from .runtime import budget, derive_seed, pick_device, seed_everything
+from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncoder
+
+# The outer layer, one module per concern, loaded when first used.
+SUBMODULES = ("augment", "autoencoder", "batches", "checkpoint", "config", "data", "evaluate",
+              "hf", "official", "optim", "train", "viz")
+# Names handed on from the outer layer: name -> its module.
+LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
+              "read_checkpoint": "checkpoint", "vit_from_mae": "checkpoint",
+              "to_hf_vitmae": "hf", "from_hf_vitmae": "hf"}
 
 __all__ = [
-    "PRESETS", "Attention", "Block", "MaskedAutoencoderViT", "Mlp", "PatchEmbed",
-    "VisionTransformer", "budget", "from_hf_vitmae", "load_checkpoint", "mae_from_preset",
-    "num_visible", "patchify", "pick_device", "random_masking", "seed_everything", "sincos_2d",
-    "to_hf_vitmae", "unpatchify", "mae_from_checkpoint", "vit_from_mae", "autoencoder", "data",
-    "evaluate",
-    "train", "viz", "weights",
+    "MODEL_PRESETS", "Attention", "Block", "MaskedAutoencoderViT", "Mlp", "PatchEmbed",
+    "ViTEncoder", "VisionTransformer", "budget", "derive_seed", "mae_from_preset",
+    "normalize_patches", "num_visible", "patchify", "pick_device", "random_masking",
+    "seed_everything", "sincos_2d", "unpatchify", *SUBMODULES, *LAZY_NAMES,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBMODULES:
+        return import_module(f".{name}", __name__)
+    if name in LAZY_NAMES:
+        return getattr(import_module(f".{LAZY_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,4 @@
-"""Did the MAE learn anything useful? Frozen features, fine-tuning, and pictures.
+"""Did the MAE learn anything useful? Frozen features, fine-tuning, and pictures (chapter 7).
 
 - k-NN on frozen features: cosine similarity, k = 20, votes weighted by exp(similarity / 0.07).
 - Linear probing as the paper (Sec. 4, appendix A.2): frozen encoder, cls-token features, a
@@ -17,19 +17,19 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS, DeviceAugment, ImageSet, load_dataset, normalize
-from .mae import MaskedAutoencoderViT
+from .augment import DeviceAugment
+from .checkpoint import mae_from_checkpoint, vit_from_mae
+from .data import DATASETS, ImageSet, load_dataset, normalize
+from .mae import MaskedAutoencoderViT, normalize_patches
+from .optim import layer_decay_groups, lr_at
 from .patches import patchify, unpatchify
 from .runtime import pick_device
-from .train import lr_at
-from .vit import VisionTransformer
-from .weights import mae_from_checkpoint, vit_from_mae
+from .vit import VisionTransformer, ViTEncoder
 
 
 def _model_inputs(data: ImageSet, start: int, stop: int, img_size: int,
@@ -81,7 +81,7 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: flo
     patch, as the official demo does. That borrows two numbers per patch from the hidden image,
     so such pictures look better than what the model predicts alone.
     """
-    if getattr(model, "encoder_only", False):
+    if model.encoder_only:
         raise ValueError("this model was loaded from an encoder-only checkpoint (the "
                          "mae_pretrain_vit_* files have no decoder), so it cannot reconstruct. "
                          "Use mae_visualize_vit_base / _large (pixel target) or "
@@ -92,10 +92,9 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: flo
     model.train(was_training)
     p, c = model.patch_size, model.in_chans
     target = patchify(imgs, p)
-    if model.norm_pix_loss:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        pred = pred * (var + 1e-6) ** 0.5 + mean
+    if model.norm_pix_loss:  # give each predicted patch the true patch's mean and std
+        _, mean, std = normalize_patches(target)
+        pred = pred * std + mean
     keep = (1 - mask).unsqueeze(-1)
     grid = (imgs.shape[-2] // p, imgs.shape[-1] // p)
     return {
@@ -107,19 +106,22 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: flo
 
 
 @torch.no_grad()
-def cls_attention_maps(model: MaskedAutoencoderViT | VisionTransformer,
-                       imgs: torch.Tensor) -> torch.Tensor:
-    """How much the cls token attends to each patch in the last block, per head:
-    (N, heads, grid rows, grid cols). Rows of the attention matrix sum to 1 over cls + patches."""
-    x = model.patch_embed(imgs) + model.pos_embed[:, 1:]
-    cls = (model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-    x = torch.cat([cls, x], dim=1)
-    for block in model.blocks[:-1]:
-        x = block(x)
-    last = model.blocks[-1]
-    weights = last.attn.attention_weights(last.norm1(x))  # (N, heads, 1 + L, 1 + L)
+def cls_attention_maps(model: ViTEncoder, imgs: torch.Tensor) -> torch.Tensor:
+    """How much the cls token attends to each patch in the last block, per head (chapter 3):
+    (N, heads, grid rows, grid cols). Rows of the attention matrix sum to 1 over cls + patches.
+
+    The encoder runs its usual path; a hook keeps the last attention layer's input, from which
+    `Attention.attention_weights` computes the matrix."""
+    last = model.blocks[-1].attn
+    seen: list[torch.Tensor] = []
+    handle = last.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    try:
+        model.forward_tokens(imgs)
+    finally:
+        handle.remove()
+    weights = last.attention_weights(seen[0])  # (N, heads, 1 + L, 1 + L)
     g = model.patch_embed.grid_size
-    return weights[:, :, 0, 1:].reshape(x.shape[0], -1, g, g)
+    return weights[:, :, 0, 1:].reshape(len(imgs), -1, g, g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,28 +200,6 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 # Fine-tuning
 
 
-def layer_decay_groups(model: VisionTransformer, weight_decay: float,
-                       layer_decay: float) -> list[dict[str, Any]]:
-    """Parameter groups with layer-wise lr decay: block i gets lr * decay^(depth - i); the
-    embeddings decay^(depth + 1); the head and final norm the full lr. No weight decay on 1-D
-    parameters (norms, biases)."""
-    depth = len(model.blocks)
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, p in model.named_parameters():
-        if name.startswith(("cls_token", "pos_embed", "patch_embed")):
-            layer = 0
-        elif name.startswith("blocks."):
-            layer = int(name.split(".")[1]) + 1
-        else:
-            layer = depth + 1
-        decay = p.ndim > 1
-        group = groups.setdefault((layer, decay), {
-            "params": [], "weight_decay": weight_decay if decay else 0.0,
-            "lr_scale": layer_decay ** (depth + 1 - layer)})
-        group["params"].append(p)
-    return list(groups.values())
-
-
 def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderViT,
              pretrained: bool = True, epochs: int = 5, batch_size: int = 128,
              base_lr: float = 1e-3, layer_decay: float = 0.75, weight_decay: float = 0.05,
@@ -234,10 +214,8 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     torch.manual_seed(seed)
     num_classes = len(data_train.classes)
     if not pretrained:  # only the architecture of `mae` is used; the weights stay random
-        c = mae.config
-        model = VisionTransformer(c["img_size"], c["patch_size"], c["in_chans"], num_classes,
-                                  c["embed_dim"], c["depth"], c["num_heads"], c["mlp_ratio"],
-                                  global_pool=True, drop_path_rate=drop_path_rate)
+        model = VisionTransformer(num_classes=num_classes, global_pool=True,
+                                  drop_path_rate=drop_path_rate, **mae.encoder_config())
     else:
         model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate)
     model.to(device)

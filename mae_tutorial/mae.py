@@ -1,10 +1,10 @@
 """The Masked Autoencoder (He, Chen, Xie, Li, Dollár, Girshick; FAIR, 2021; CVPR 2022).
 
-Encoder: a ViT that sees only the visible patches (plus a cls token). Decoder: a lighter
-transformer that gets the encoded visible tokens plus one shared, learned mask token at every
-removed position, all with position embeddings, and predicts the pixels of every patch. Loss:
-mean squared error on the removed patches only, against per-patch normalized pixels when
-`norm_pix_loss` is set (the paper's default target).
+Chapters 4 (the model) and 5 (its loss). Encoder: a ViT that sees only the visible patches
+(plus a cls token). Decoder: a lighter transformer that gets the encoded visible tokens plus
+one shared, learned mask token at every removed position, all with position embeddings, and
+predicts the pixels of every patch. Loss: mean squared error on the removed patches only,
+against per-patch normalized pixels when `norm_pix_loss` is set (the paper's best target).
 
 Attribute names equal the official release's state-dict keys, so its checkpoints load with
 `load_state_dict(..., strict=True)`.
@@ -17,14 +17,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from .masking import random_masking
 from .patches import patchify
 from .pos_embed import sincos_2d
-from .vit import LAYER_NORM_EPS, Block, PatchEmbed, init_patch_embed, init_vit_weights
+from .vit import LAYER_NORM_EPS, Block, ViTEncoder
+
+NORM_PIX_EPS = 1e-6  # added to a patch's variance before dividing, as the official code
 
 
-class MaskedAutoencoderViT(nn.Module):
-    """MAE: a ViT encoder on visible patches, a light decoder (the paper's argument names)."""
+def normalize_patches(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-patch normalization, the `norm_pix_loss` target (chapter 5): (N, L, p*p*C) ->
+    (normalized patches, mean (N, L, 1), std (N, L, 1)); `normalized * std + mean` undoes
+    it. The variance is the unbiased one, as in the official code."""
+    mean = patches.mean(dim=-1, keepdim=True)
+    std = (patches.var(dim=-1, keepdim=True) + NORM_PIX_EPS) ** 0.5
+    return (patches - mean) / std, mean, std
+
+
+class MaskedAutoencoderViT(ViTEncoder):
+    """MAE (chapter 4): the shared ViT encoder on visible patches, a light decoder, and the
+    loss on removed patches (the paper's argument names)."""
 
     def __init__(
         self,
@@ -41,7 +52,9 @@ class MaskedAutoencoderViT(nn.Module):
         norm_pix_loss: bool = False,
         layer_norm_eps: float = LAYER_NORM_EPS,
     ) -> None:
-        super().__init__()
+        # ---- encoder: patches + fixed positions -> mask -> cls + visible tokens -> ViT blocks
+        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads,
+                         mlp_ratio, layer_norm_eps)
         # The constructor's arguments, kept so checkpoints and conversions can rebuild the model.
         self.config = dict(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
@@ -51,19 +64,12 @@ class MaskedAutoencoderViT(nn.Module):
         )
         self.patch_size, self.in_chans = patch_size, in_chans
         self.norm_pix_loss = norm_pix_loss
-
-        # ---- encoder: patches + fixed positions -> mask -> cls + visible tokens -> ViT blocks
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        grid = self.patch_embed.grid_size
-        self.num_patches = self.patch_embed.num_patches
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.register_buffer("pos_embed", sincos_2d(embed_dim, grid, cls_token=True)[None])
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps) for _ in range(depth)
-        )
+        # True when loaded from an encoder-only checkpoint: there is no decoder to reconstruct.
+        self.encoder_only = False
         self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
 
         # ---- decoder: project -> insert mask tokens -> unshuffle -> positions -> blocks -> pixels
+        grid = self.patch_embed.grid_size
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.register_buffer(
@@ -76,32 +82,26 @@ class MaskedAutoencoderViT(nn.Module):
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
 
-        self.apply(init_vit_weights)
-        init_patch_embed(self.patch_embed)
-        nn.init.normal_(self.cls_token, std=0.02)
+        self.init_weights()
         nn.init.normal_(self.mask_token, std=0.02)
+
+    def encoder_config(self) -> dict[str, Any]:
+        """The encoder's architecture as `VisionTransformer` arguments (chapter 7)."""
+        keys = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
+                "mlp_ratio")
+        return {k: self.config[k] for k in keys}
 
     def forward_encoder(
         self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, C, H, W) -> latent (N, 1 + K, D), mask (N, L), ids_restore (N, L)."""
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # (N, L, D)
-        x, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D): visible only
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)  # (N, 1 + K, D)
-        for block in self.blocks:
-            x = block(x)
+        x, mask, ids_restore = self.forward_tokens(imgs, mask_ratio, noise)
         return self.norm(x), mask, ids_restore
 
     def encode(self, imgs: torch.Tensor) -> torch.Tensor:
         """The encoder on every patch, no masking: (N, C, H, W) -> (N, 1 + L, D), cls first.
         This is how the pre-trained encoder is used downstream (features, classification)."""
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return self.norm(self.forward_tokens(imgs)[0])
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent (N, 1 + K, D) -> predicted pixels of every patch (N, L, p*p*C)."""
@@ -118,19 +118,15 @@ class MaskedAutoencoderViT(nn.Module):
         return x[:, 1:]  # drop the cls token
 
     def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:
-        """What the decoder learns to predict: (N, L, p*p*C) pixels, normalized per patch
-        (mean 0, unbiased variance 1, as the official code) when `norm_pix_loss` is set."""
+        """What the decoder learns to predict (chapter 5): (N, L, p*p*C) pixels, normalized
+        per patch (`normalize_patches`) when `norm_pix_loss` is set."""
         target = patchify(imgs, self.patch_size)
-        if self.norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1e-6) ** 0.5
-        return target
+        return normalize_patches(target)[0] if self.norm_pix_loss else target
 
     def forward_loss(
         self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Mean squared error per patch, averaged over the removed patches only.
+        """Mean squared error per patch, averaged over the removed patches only (chapter 5).
 
         With no removed patch (mask_ratio 0) there is nothing to reconstruct and the loss is 0.
         """
@@ -146,14 +142,15 @@ class MaskedAutoencoderViT(nn.Module):
         return self.forward_loss(imgs, pred, mask), pred, mask
 
 
-# Named configurations. The paper's three use a 512-d, 8-block decoder with 16 heads.
-PRESETS: dict[str, dict[str, Any]] = {
-    # CPU-quick: for notebooks under CI; learns visibly in a couple of CPU minutes on 32x32.
-    "quick": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
-                  decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4),
+# Model architectures by name. The paper's three use a 512-d, 8-block decoder with 16 heads.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # 128-d, 4 blocks on 4x4 patches of 32x32 images: learns visibly in a couple of CPU
+    # minutes (the notebooks' quick budget and CI).
+    "vit_mini_patch4": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
+                            decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4),
     # CIFAR scale: ViT-Tiny encoder (192-d, 12 blocks, 3 heads) on 8x8 patches of 4x4 pixels.
-    "cifar_tiny": dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
-                       decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
+    "vit_tiny_patch4": dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
+                            decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
     "vit_base_patch16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
                              decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
     "vit_large_patch16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24,
@@ -165,10 +162,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def mae_from_preset(name: str, **overrides: Any) -> MaskedAutoencoderViT:
-    """Build a `MaskedAutoencoderViT` from a named preset, e.g. `mae_from_preset("quick")`.
-
-    Keyword arguments override the preset's (e.g. `norm_pix_loss=True`).
-    """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return MaskedAutoencoderViT(**{**PRESETS[name], **overrides})
+    """Build a `MaskedAutoencoderViT` from `MODEL_PRESETS` (chapter 4), e.g.
+    `mae_from_preset("vit_mini_patch4")`. Keyword arguments override the preset's (e.g.
+    `norm_pix_loss=True`)."""
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
+    return MaskedAutoencoderViT(**{**MODEL_PRESETS[name], **overrides})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """The requested device, or the best available one: cuda, then mps, then cpu."""
+    """The requested device, or the best available one: cuda, then mps, then cpu
+    (every chapter's setup cell)."""
     if name is not None and name != "auto":
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -24,6 +27,15 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def derive_seed(seed: int, stream: str, index: int = 0) -> int:
+    """The seed of one random stream of a run (chapter 6): from the run's `seed`, the
+    stream's name ("order", "augment", "mask", "synthetic-train", ...) and an index (an
+    epoch, a step, a chunk). 63 bits of SHA-256, so streams never share seeds, within a run
+    or across runs (seed s + 1's augmentation is not seed s's masking)."""
+    digest = hashlib.sha256(f"{seed}/{stream}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices) for a reproducible run."""
     random.seed(seed)
@@ -32,10 +44,37 @@ def seed_everything(seed: int) -> None:
 
 
 def budget(device: torch.device) -> str:
-    """'full' on a GPU, 'quick' elsewhere; MAE_BUDGET=quick|full overrides (CI uses quick)."""
+    """The chapters' compute budget: 'full' on a GPU, 'quick' elsewhere; MAE_BUDGET=quick|full
+    overrides (CI uses quick)."""
     forced = os.environ.get("MAE_BUDGET")
     if forced is not None:
         if forced not in ("quick", "full"):
             raise ValueError(f"MAE_BUDGET must be 'quick' or 'full', got {forced!r}")
         return forced
     return "full" if device.type == "cuda" else "quick"
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random state of torch, Python and NumPy (and CUDA), for a checkpoint."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(_to_tuple(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+
+
+
+
+def _to_tuple(x: Any) -> Any:
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list | tuple) else x

@@ -1,4 +1,4 @@
-"""Vision Transformer building blocks (Dosovitskiy et al., 2021), as MAE uses them.
+"""Vision Transformer building blocks (Dosovitskiy et al., 2021), as MAE uses them (chapter 3).
 
 Parameter names follow the official MAE release (which uses timm's ViT), so that its
 checkpoints load into these modules unchanged: `patch_embed.proj`, `blocks.N.norm1`,
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .masking import random_masking
 from .pos_embed import sincos_2d
 
 LAYER_NORM_EPS = 1e-6  # the official MAE code's LayerNorm eps (PyTorch's default is 1e-5)
@@ -143,8 +144,60 @@ def init_patch_embed(patch_embed: PatchEmbed) -> None:
     nn.init.zeros_(patch_embed.proj.bias)
 
 
-class VisionTransformer(nn.Module):
-    """A ViT classifier: patches + cls token + fixed 2D sin-cos positions -> blocks -> head.
+class ViTEncoder(nn.Module):
+    """The encoder path that MAE, the ViT classifier and the attention maps share (chapter 3):
+    patch embedding, fixed 2D sin-cos positions, a cls token, transformer blocks.
+
+    Subclasses add their own final norm and heads, then call `init_weights`. The attribute
+    names are the official release's state-dict keys (`patch_embed`, `cls_token`,
+    `pos_embed`, `blocks`).
+    """
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int,
+                 depth: int, num_heads: int, mlp_ratio: float = 4.0,
+                 layer_norm_eps: float = LAYER_NORM_EPS, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        table = sincos_2d(embed_dim, self.patch_embed.grid_size, cls_token=True)
+        self.register_buffer("pos_embed", table.unsqueeze(0))  # (1, 1 + L, D), fixed
+        rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # grows linearly
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps, r)
+                                    for r in rates)
+
+    def init_weights(self) -> None:
+        """The MAE code's initialisation of every layer, then the patch projection and the
+        cls token; call it once all layers exist (the order of random draws is part of it)."""
+        self.apply(init_vit_weights)
+        init_patch_embed(self.patch_embed)
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def forward_tokens(self, imgs: torch.Tensor, mask_ratio: float = 0.0,
+                       noise: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C, H, W) -> tokens after the last block (N, 1 + K, D), cls first, with the
+        mask (N, L; 1 = removed) and `ids_restore` (N, L).
+
+        Positions are added before masking, so every kept token knows its place. With
+        `mask_ratio` 0 and no `noise`, every patch is kept in its own order (K = L).
+        """
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # (N, L, D)
+        n, length, _ = x.shape
+        if mask_ratio != 0 or noise is not None:
+            x, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D)
+        else:
+            mask = torch.zeros(n, length, device=x.device)
+            ids_restore = torch.arange(length, device=x.device).expand(n, -1)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
+        x = torch.cat([cls, x], dim=1)  # (N, 1 + K, D)
+        for block in self.blocks:
+            x = block(x)
+        return x, mask, ids_restore
+
+
+class VisionTransformer(ViTEncoder):
+    """A ViT classifier (chapters 3 and 7): the shared encoder path, then pooling and a head.
 
     Pooling as the MAE paper's fine-tuning code: the normalized cls token, or with
     `global_pool=True` the mean of the patch tokens followed by its own LayerNorm (`fc_norm`,
@@ -155,36 +208,19 @@ class VisionTransformer(nn.Module):
                  num_classes: int = 1000, embed_dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, global_pool: bool = False,
                  drop_path_rate: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads,
+                         mlp_ratio, drop_path_rate=drop_path_rate)
         self.global_pool = global_pool
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        table = sincos_2d(embed_dim, self.patch_embed.grid_size, cls_token=True)
-        self.register_buffer("pos_embed", table.unsqueeze(0))  # (1, L+1, D), fixed
-        rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, drop_path=r)
-                                    for r in rates)
         if global_pool:
             self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         else:
             self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.head = nn.Linear(embed_dim, num_classes)
-        self.apply(init_vit_weights)
-        init_patch_embed(self.patch_embed)
-        nn.init.normal_(self.cls_token, std=0.02)
-
-    def forward_tokens(self, imgs: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 1 + L, D) tokens after the last block, cls first."""
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return x
+        self.init_weights()
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, D) pooled features, the input of the head."""
-        x = self.forward_tokens(imgs)
+        x = self.forward_tokens(imgs)[0]
         if self.global_pool:
             return self.fc_norm(x[:, 1:].mean(dim=1))
         return self.norm(x)[:, 0]

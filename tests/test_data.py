@@ -8,17 +8,19 @@ import torchvision
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from mae_tutorial.augment import (
+    AugmentedImages,
+    DeviceAugment,
+    loader_transform,
+    resized_crop_batch,
+    sample_crop_boxes,
+)
 from mae_tutorial.data import (
     DATASET_STATS,
     SYNTHETIC_CLASSES,
-    AugmentedImages,
-    DeviceAugment,
     load_cifar10,
     load_dataset,
-    loader_transform,
     make_synthetic,
-    resized_crop_batch,
-    sample_crop_boxes,
 )
 
 

@@ -3,8 +3,8 @@ import torch
 
 import mae_tutorial as mt
 from mae_tutorial import evaluate as ev
+from mae_tutorial.checkpoint import vit_from_mae
 from mae_tutorial.data import load_dataset
-from mae_tutorial.weights import vit_from_mae
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
@@ -111,7 +111,7 @@ def test_cls_attention_maps_are_the_last_blocks_attention():
 
 def test_layer_decay_groups():
     vit = vit_from_mae(tiny(), num_classes=5)
-    groups = ev.layer_decay_groups(vit, 0.05, 0.5)
+    groups = mt.optim.layer_decay_groups(vit, 0.05, 0.5)
     scale = {}
     names = {id(p): n for n, p in vit.named_parameters()}
     for g in groups:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mae_tutorial import PRESETS, MaskedAutoencoderViT, mae_from_preset, patchify
+from mae_tutorial import MODEL_PRESETS, MaskedAutoencoderViT, mae_from_preset, patchify
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
@@ -124,14 +124,15 @@ def test_presets_and_paper_sizes():
         encoder += model.pos_embed.numel()
         assert abs(encoder / 1e6 - millions) / millions < 0.01, (name, encoder)
         assert model.config["decoder_embed_dim"] == 512 and model.config["decoder_depth"] == 8
-    quick = mae_from_preset("quick", norm_pix_loss=True)
+    quick = mae_from_preset("vit_mini_patch4", norm_pix_loss=True)
     assert quick.norm_pix_loss and quick.num_patches == 64
-    assert PRESETS["cifar_tiny"]["embed_dim"] == 192 and PRESETS["cifar_tiny"]["depth"] == 12
+    assert MODEL_PRESETS["vit_tiny_patch4"]["embed_dim"] == 192
+    assert MODEL_PRESETS["vit_tiny_patch4"]["depth"] == 12
 
 
 def test_bad_inputs():
     model = tiny()
-    with pytest.raises(ValueError, match="unknown preset 'vit_giant'"):
+    with pytest.raises(ValueError, match="unknown model preset 'vit_giant'"):
         mae_from_preset("vit_giant")
     with pytest.raises(ValueError, match="not divisible by patch_size"):
         MaskedAutoencoderViT(img_size=30, patch_size=8)

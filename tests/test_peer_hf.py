@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mae_tutorial import MaskedAutoencoderViT, from_hf_vitmae, to_hf_vitmae
-from mae_tutorial.weights import vitmae_config_kwargs
+from mae_tutorial.hf import vitmae_config_kwargs
 
 transformers = pytest.importorskip("transformers")
 

@@ -14,7 +14,7 @@ import mae_tutorial as mt
 from mae_tutorial import train as tr
 from mae_tutorial.mae import MaskedAutoencoderViT
 
-TINY = dict(model="quick", synthetic_size=256, batch_size=32, epochs=2, base_lr=1e-3,
+TINY = dict(model="vit_mini_patch4", synthetic_size=256, batch_size=32, epochs=2, base_lr=1e-3,
             checkpoint_every=2, log_every=1, progress=False, num_workers=0)
 
 
@@ -23,11 +23,11 @@ def cfg(tmp_path, **kw) -> tr.TrainConfig:
 
 
 def weights(run_dir) -> dict[str, torch.Tensor]:
-    return tr.read_checkpoint(Path(run_dir) / tr.CHECKPOINT)["model"]
+    return tr.read_training_checkpoint(Path(run_dir) / tr.CHECKPOINT)["model"]
 
 
 def test_schedule_warms_up_then_follows_a_half_cosine():
-    lrs = [tr.lr_at(s, 100, 1.0, 0.1, 10) for s in range(100)]
+    lrs = [mt.optim.lr_at(s, 100, 1.0, 0.1, 10) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # linear warm-up
     assert all(b > a for a, b in zip(lrs[:10], lrs[1:10], strict=False))
     assert all(b <= a for a, b in zip(lrs[10:], lrs[11:], strict=False))  # then decreasing
@@ -36,8 +36,8 @@ def test_schedule_warms_up_then_follows_a_half_cosine():
 
 
 def test_no_weight_decay_on_norms_and_biases():
-    model = mt.mae_from_preset("quick")
-    decay, no_decay = tr.param_groups(model, 0.05)
+    model = mt.mae_from_preset("vit_mini_patch4")
+    decay, no_decay = mt.optim.param_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert all(names[id(p)].endswith(".bias") or ".norm" in names[id(p)] or
@@ -48,10 +48,11 @@ def test_no_weight_decay_on_norms_and_biases():
 
 def test_mixed_precision_choice():
     cpu = torch.device("cpu")
-    assert tr.autocast_dtype(cpu, "auto") is None and tr.autocast_dtype(cpu, "off") is None
-    assert tr.autocast_dtype(cpu, "bf16") == torch.bfloat16
+    assert mt.optim.autocast_dtype(cpu, "auto") is None
+    assert mt.optim.autocast_dtype(cpu, "off") is None
+    assert mt.optim.autocast_dtype(cpu, "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="amp must be"):
-        tr.autocast_dtype(cpu, "fp8")
+        mt.optim.autocast_dtype(cpu, "fp8")
 
 
 def test_training_lowers_the_loss_and_logs(tmp_path):
@@ -61,8 +62,8 @@ def test_training_lowers_the_loss_and_logs(tmp_path):
     assert [m["step"] for m in metrics] == list(range(1, 25))
     assert metrics[-1]["loss"] < metrics[0]["loss"]
     assert {"loss", "lr", "images_per_s", "epoch"} <= set(metrics[0])
-    state = tr.read_checkpoint(tmp_path / "run" / tr.CHECKPOINT)
-    assert state["step"] == 24 and state["config"]["model"] == "quick"
+    state = tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)
+    assert state["step"] == 24 and state["config"]["model"] == "vit_mini_patch4"
     assert {"model", "optimizer", "scaler", "rng", "epoch", "model_config"} <= set(state)
 
 
@@ -96,7 +97,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     monkeypatch.setattr(MaskedAutoencoderViT, "forward_loss", poisoned)
     with pytest.raises(tr.NonFiniteLossError, match="at step 5.*step 4"):
         tr.train(cfg(tmp_path))
-    assert tr.read_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["step"] == 4
+    assert tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["step"] == 4
 
 
 def test_bad_settings_are_refused(tmp_path):
@@ -107,9 +108,9 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown model preset"):
         tr.train(cfg(tmp_path, model="vit_giant"))
     with pytest.raises(ValueError, match="smaller than the number of processes"):
-        tr._validate(cfg(tmp_path, batch_size=2), world=4)
+        tr.check_config(cfg(tmp_path, batch_size=2), world=4)
     with pytest.raises(ValueError, match="does not split evenly"):
-        tr._validate(cfg(tmp_path, batch_size=6), world=4)
+        tr.check_config(cfg(tmp_path, batch_size=6), world=4)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(PermissionError, match="not writable"):
@@ -126,8 +127,8 @@ def test_nothing_written_is_lost(tmp_path):
     with pytest.raises(ValueError, match="these differ: batch_size"):
         tr.train(dataclasses.replace(run, batch_size=64), resume=True)
     # a checkpoint of another architecture: the mismatched keys are named
-    state = tr.read_checkpoint(path)
-    state["model"] = mt.mae_from_preset("cifar_tiny").state_dict()
+    state = tr.read_training_checkpoint(path)
+    state["model"] = mt.mae_from_preset("vit_tiny_patch4").state_dict()
     torch.save(state, path)
     other = path.read_bytes()
     with pytest.raises(ValueError, match="shapes differ for .*blocks.0.attn.qkv"):
@@ -154,7 +155,7 @@ def test_cli(tmp_path, capsys):
 
 
 def _cli(*args, env=None) -> list[str]:
-    return [sys.executable, "-m", "mae_tutorial.train", "--model", "quick",
+    return [sys.executable, "-m", "mae_tutorial.train", "--model", "vit_mini_patch4",
             "--synthetic-size", "256", "--batch-size", "32", "--no-progress", *args]
 
 
@@ -162,21 +163,21 @@ def test_killing_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "killed"
     ckpt = out / tr.CHECKPOINT
     args = ["--max-steps", "100000", "--checkpoint-every", "1", "--output-dir", str(out)]
-    model = mt.mae_from_preset("quick")
+    model = mt.mae_from_preset("vit_mini_patch4")
     last_step = 0
     for round_ in range(3):
         proc = subprocess.Popen(_cli(*args, *(["--resume"] if round_ else [])),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline:  # wait until this round has written a checkpoint
-            if ckpt.exists() and tr.read_checkpoint(ckpt)["step"] > last_step:
+            if ckpt.exists() and tr.read_training_checkpoint(ckpt)["step"] > last_step:
                 break
             time.sleep(0.05)
         time.sleep(0.1 + 0.37 * round_)  # kill somewhere in the middle of the writes
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        state = tr.read_checkpoint(ckpt)
-        mt.load_checkpoint(model, state["model"])
+        state = tr.read_training_checkpoint(ckpt)
+        mt.load_weights(model, state["model"])
         assert state["step"] > last_step
         last_step = state["step"]
     # the next start sweeps away temporary files that a killed write left behind
@@ -204,6 +205,6 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 5e-5, worst
     torch.manual_seed(0)  # the trainer's initial weights: training did move them
-    initial = mt.mae_from_preset("quick").state_dict()
+    initial = mt.mae_from_preset("vit_mini_patch4").state_dict()
     assert all(torch.equal(a[k], initial[k]) for k in ("pos_embed", "decoder_pos_embed"))
     assert (a["blocks.0.attn.qkv.weight"] - initial["blocks.0.attn.qkv.weight"]).abs().max() > 1e-4

@@ -42,9 +42,9 @@ def test_classifier_forward_shapes_and_pooling():
     model = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
                               num_heads=4)
     imgs = torch.randn(4, 3, 32, 32)
-    assert model.forward_tokens(imgs).shape == (4, 65, 32)
+    assert model.forward_tokens(imgs)[0].shape == (4, 65, 32)
     assert model(imgs).shape == (4, 10)
-    tokens = model.forward_tokens(imgs)
+    tokens = model.forward_tokens(imgs)[0]
     assert torch.allclose(model.forward_features(imgs), model.norm(tokens)[:, 0], atol=1e-6)
     pooled = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
                                num_heads=4, global_pool=True)

@@ -1,0 +1,93 @@
+"""What every step of a run trains on (chapter 6): the data order, the augmentation and the
+masking noise, each drawn from its own seeded stream for the whole global batch, so a step is
+a pure function of (seed, step) and every process takes its share of the same batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from .augment import AugmentedImages, DeviceAugment, loader_transform
+from .config import TrainConfig
+from .data import ImageSet
+from .mae import MODEL_PRESETS
+from .runtime import derive_seed
+
+
+class EpochOrder:
+    """The data order (chapter 6): one permutation of the `n` images per epoch, drawn from the
+    run's seed; `batch(it)` gives the global batch of micro-step `it` (the last partial batch
+    of an epoch is dropped). The current epoch's permutation is kept, not redrawn per step."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = n // batch_size
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def batch(self, it: int) -> torch.Tensor:
+        epoch, pos = divmod(it, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
+            self._epoch, self._order = epoch, torch.randperm(self.n, generator=g)
+        return self._order[pos * self.batch_size:(pos + 1) * self.batch_size]
+
+
+def _step_generator(seed: int, stream: str, it: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, stream, it))
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Yields, for micro-step `it` onwards, this process's share of the global batch as
+    (index, augmentation seed) pairs, for the `DataLoader` pipeline."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int,
+                 rank: int = 0, world: int = 1) -> None:
+        self.order = EpochOrder(n, batch_size, seed)
+        self.batch_size, self.seed = batch_size, seed
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        local = self.batch_size // self.world
+        for it in range(self.start, self.stop):
+            chunk = self.order.batch(it)
+            first = self.rank * local
+            yield [(int(chunk[j]), derive_seed(self.seed, "augment-image",
+                                               it * self.batch_size + j))
+                   for j in range(first, first + local)]
+
+
+def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: int, stop: int,
+             rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, masking noise) for this process, micro-step by micro-step from `start`."""
+    local = cfg.batch_size // world
+    share = slice(rank * local, (rank + 1) * local)
+    size = MODEL_PRESETS[cfg.model]["img_size"]
+    num_patches = (size // MODEL_PRESETS[cfg.model]["patch_size"]) ** 2
+
+    def noise_for(it: int) -> torch.Tensor:
+        g = _step_generator(cfg.seed, "mask", it, device)
+        return torch.rand(cfg.batch_size, num_patches, generator=g, device=device)[share]
+
+    if cfg.pipeline == "device":
+        images = data.images.to(device)  # the whole dataset, uint8, on the device
+        augment = DeviceAugment(data.mean, data.std, size)
+        order = EpochOrder(len(data), cfg.batch_size, cfg.seed)
+        for it in range(start, stop):
+            idx = order.batch(it)[share].to(device)
+            g = _step_generator(cfg.seed, "augment", it, device)
+            boxes, flip = augment.sample(cfg.batch_size, *images.shape[-2:], g, device)
+            yield augment.apply(images[idx], boxes[share], flip[share]), noise_for(it)
+    else:
+        dataset = AugmentedImages(data, loader_transform(data.mean, data.std, size))
+        sampler = StepBatchSampler(len(data), cfg.batch_size, cfg.seed, start, stop, rank, world)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+        for it, (imgs, _) in zip(range(start, stop), loader, strict=True):
+            yield imgs.to(device, non_blocking=True), noise_for(it)
+
+

@@ -1,0 +1,144 @@
+"""What a pre-training run depends on (chapter 6): `TrainConfig`, the training presets, the
+checks of a configuration, and the command line built from it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .data import DATASETS
+from .mae import MODEL_PRESETS
+
+
+def _f(default: Any, help: str) -> Any:  # a dataclass field with its help text
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a pre-training run depends on (saved in every checkpoint)."""
+
+    # what to train, on what
+    dataset: str = _f("synthetic", "'synthetic' (generated offline) or 'cifar10' (downloaded)")
+    data_root: str = _f("data", "folder where datasets are stored or downloaded")
+    synthetic_size: int = _f(50_000, "number of images in the synthetic training set")
+    model: str = _f("vit_tiny_patch4", f"model preset, one of {sorted(MODEL_PRESETS)}")
+    norm_pix_loss: bool = _f(True, "predict per-patch normalized pixels (the paper's target)")
+    mask_ratio: float = _f(0.75, "fraction of patches removed from every image")
+    # how long
+    epochs: int = _f(100, "passes over the training set (unless max_steps is set)")
+    max_steps: int | None = _f(None, "total optimizer steps; overrides epochs")
+    stop_after: int | None = _f(None, "end this session after this many steps, with a "
+                                      "checkpoint; --resume continues (schedule unchanged)")
+    # optimization
+    batch_size: int = _f(256, "images per micro-step, over all processes together")
+    accum_steps: int = _f(1, "micro-steps accumulated into one optimizer step")
+    base_lr: float = _f(1.5e-4, "learning rate per 256 images: lr = base_lr * batch * accum / 256")
+    min_lr: float = _f(0.0, "learning rate at the end of the cosine schedule")
+    warmup_fraction: float = _f(0.05, "fraction of the steps with a linear warmup")
+    weight_decay: float = _f(0.05, "AdamW weight decay (not applied to norms and biases)")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.95, "AdamW beta2 (0.95, as the paper)")
+    clip_grad: float | None = _f(None, "clip the gradient norm to this value (off if None)")
+    # how to run
+    amp: str = _f("auto", "mixed precision: auto (bf16 if the GPU has it, else fp16 with a "
+                          "gradient scaler; fp32 on CPU), bf16, fp16 or off")
+    compile: bool = _f(False, "torch.compile the model (slow start, faster steps on GPUs)")
+    pipeline: str = _f("device", "augmentation: 'device' (batched on the device, whole dataset "
+                                 "in device memory) or 'loader' (DataLoader + torchvision)")
+    num_workers: int = _f(2, "DataLoader worker processes (pipeline 'loader' only)")
+    device: str = _f("auto", "auto (cuda, then mps, then cpu), or cpu, cuda, cuda:1, mps")
+    seed: int = _f(0, "seed of the model's initialization, data order, augmentation and masks")
+    output_dir: str = _f("runs/mae", "folder for the checkpoint and metrics.jsonl")
+    checkpoint_every: int = _f(500, "write a checkpoint every this many steps (and at the end)")
+    log_every: int = _f(10, "append a line to metrics.jsonl every this many steps")
+    progress: bool = _f(True, "show a progress bar")
+
+
+# Training presets, one per compute budget (`runtime.budget`).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # a couple of CPU minutes on 'synthetic': enough to see MAE learn
+    "quick": dict(model="vit_mini_patch4", synthetic_size=10_000, epochs=5, batch_size=128,
+                  base_lr=1.5e-3, warmup_fraction=0.05, checkpoint_every=100, log_every=5),
+    # one GPU: the CIFAR-scale ViT-Tiny MAE
+    "full": dict(model="vit_tiny_patch4", epochs=400, batch_size=256, base_lr=1.5e-4 * 4,
+                 warmup_fraction=0.05, checkpoint_every=1000, log_every=50),
+}
+# Fields that may differ when a run is resumed (they do not change what is computed).
+SESSION_FIELDS = {"stop_after", "device", "num_workers", "output_dir", "progress", "data_root",
+                  "compile", "checkpoint_every", "log_every"}
+
+
+def config_from_preset(name: str, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` from a training preset ('quick' or 'full'), with fields overridden by
+    keyword (chapter 6)."""
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    return TrainConfig(**{**TRAIN_PRESETS[name], **overrides})
+
+
+def check_config(cfg: TrainConfig, world: int = 1) -> None:
+    """Fail early, with the fix, on settings that cannot run on `world` processes."""
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {list(DATASETS)}")
+    if cfg.model not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {cfg.model!r}; "
+                         f"choose one of {sorted(MODEL_PRESETS)}")
+    if cfg.pipeline not in ("device", "loader"):
+        raise ValueError(f"pipeline must be 'device' or 'loader', got {cfg.pipeline!r}")
+    if cfg.batch_size < world:
+        raise ValueError(f"batch_size {cfg.batch_size} is smaller than the number of processes "
+                         f"({world}); every process needs at least one image")
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split evenly over {world} "
+                         f"processes; use a multiple of {world}")
+    for name in ("batch_size", "accum_steps", "checkpoint_every", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.dataset == "synthetic" and cfg.synthetic_size < cfg.batch_size:
+        raise ValueError(f"synthetic_size {cfg.synthetic_size} is smaller than one batch "
+                         f"({cfg.batch_size})")
+
+
+def check_same_run(cfg: TrainConfig, saved: dict[str, Any]) -> None:
+    """A resumed run must keep every setting that changes what is computed."""
+    differ = [f"{k}: checkpoint {saved[k]!r}, now {v!r}" for k, v in asdict(cfg).items()
+              if k not in SESSION_FIELDS and k in saved and to_tuple(saved[k]) != v]
+    if differ:
+        raise ValueError("--resume continues a run with its own settings, but these differ: "
+                         + "; ".join(differ) + ". Drop them from the command line (the "
+                         "checkpoint's values are used), or start a new run in another "
+                         "--output-dir")
+
+
+def to_tuple(x: Any) -> Any:
+    """Lists back to tuples, as a checkpoint's saved configuration needs."""
+    return tuple(to_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m mae_tutorial.train`: one flag per `TrainConfig` field,
+    typed from its type hint."""
+    p = argparse.ArgumentParser(
+        prog="python -m mae_tutorial.train",
+        description="Pre-train a Masked Autoencoder. Runs offline on the generated 'synthetic' "
+                    "dataset by default. Under torchrun it uses DistributedDataParallel.")
+    p.add_argument("--preset", default="quick", choices=sorted(TRAIN_PRESETS),
+                   help="starting configuration: quick (CPU, minutes) or full (GPU)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output-dir from its checkpoint")
+    hints = typing.get_type_hints(TrainConfig)  # real types, e.g. int | None
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kinds = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
+        kind = kinds[0] if kinds else hints[f.name]  # int | None -> int
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=f.metadata["help"])
+        else:
+            p.add_argument(flag, type=kind, default=None, help=f.metadata["help"],
+                           **({"choices": list(DATASETS)} if f.name == "dataset" else {}))
+    return p

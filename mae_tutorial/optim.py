@@ -1,0 +1,67 @@
+"""Optimization pieces shared by pre-training and fine-tuning (chapters 6 and 7): the
+learning-rate schedule, parameter groups with and without weight decay, layer-wise lr decay,
+and the mixed-precision dtype for the hardware at hand."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int) -> float:
+    """Linear warmup to `peak_lr`, then a half-cycle cosine down to `min_lr`, per iteration
+    (chapter 6)."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay for weight matrices (and tokens), none for norms and biases (1-D)
+    (chapter 6)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def layer_decay_groups(model: nn.Module, weight_decay: float,
+                       layer_decay: float) -> list[dict[str, Any]]:
+    """Parameter groups with layer-wise lr decay for fine-tuning a ViT (chapter 7): block i
+    gets lr * decay^(depth - i); the embeddings decay^(depth + 1); the head and final norm the
+    full lr. No weight decay on 1-D parameters (norms, biases). Each group's `lr_scale`
+    multiplies the scheduled lr."""
+    depth = len(model.blocks)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+            layer = 0
+        elif name.startswith("blocks."):
+            layer = int(name.split(".")[1]) + 1
+        else:
+            layer = depth + 1
+        decay = p.ndim > 1
+        group = groups.setdefault((layer, decay), {
+            "params": [], "weight_decay": weight_decay if decay else 0.0,
+            "lr_scale": layer_decay ** (depth + 1 - layer)})
+        group["params"].append(p)
+    return list(groups.values())
+
+
+def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The mixed-precision dtype for this hardware and setting (None: full fp32) (chapter 6).
+    `auto`: bf16 on GPUs that have it (compute capability 8.0, Ampere, and newer), fp16 on
+    older ones such as Colab's T4 (7.5), fp32 elsewhere."""
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16

@@ -1,0 +1,91 @@
+"""The package's shape: a cheap import, one encoder path, seeds without collisions, a command
+line typed from the configuration, and one repository address everywhere."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import mae_tutorial as mt
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_loads_only_the_core():
+    code = ("import sys, torch; before = set(sys.modules); import mae_tutorial; "
+            "print(sorted(set(sys.modules) - before))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                       text=True, check=True).stdout.replace("'", '"'))
+    outer = [m for m in loaded if not m.startswith(("mae_tutorial", "einops"))]
+    assert outer == []
+    core = {"mae_tutorial.patches", "mae_tutorial.masking", "mae_tutorial.pos_embed",
+            "mae_tutorial.vit", "mae_tutorial.mae", "mae_tutorial.runtime"}
+    assert {m for m in loaded if m.startswith("mae_tutorial.")} == core
+
+
+def test_outer_names_load_on_first_use():
+    assert mt.load_weights is mt.checkpoint.load_weights
+    assert mt.to_hf_vitmae is mt.hf.to_hf_vitmae
+    assert "train" in dir(mt)
+
+
+def test_running_the_trainer_as_a_module_warns_nothing():
+    out = subprocess.run([sys.executable, "-W", "error", "-m", "mae_tutorial.train", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--max-steps MAX_STEPS" in out.stdout
+
+
+def test_command_line_types_come_from_the_type_hints():
+    parser = mt.config.arg_parser()
+    args = parser.parse_args(["--max-steps", "7", "--clip-grad", "1.5", "--no-norm-pix-loss",
+                              "--mask-ratio", "0.6"])
+    assert args.max_steps == 7 and args.clip_grad == 1.5 and args.mask_ratio == 0.6
+    assert args.norm_pix_loss is False
+
+
+def test_seed_streams_do_not_collide():
+    streams = ["order", "augment", "mask", "augment-image", "synthetic-train"]
+    seeds = {mt.derive_seed(s, name, i) for s in range(3) for name in streams for i in range(50)}
+    assert len(seeds) == 3 * len(streams) * 50
+    assert mt.derive_seed(1, "augment", 5) != mt.derive_seed(0, "mask", 5)
+    assert mt.derive_seed(0, "mask", 5) == mt.derive_seed(0, "mask", 5)
+    assert 0 <= mt.derive_seed(123, "order", 9) < 2**63
+
+
+def test_one_encoder_path_for_mae_classifier_and_attention():
+    torch.manual_seed(0)
+    mae = mt.mae_from_preset("vit_mini_patch4").eval()
+    vit = mt.vit_from_mae(mae, num_classes=3, global_pool=False).eval()
+    imgs = torch.randn(2, 3, 32, 32)
+    tokens, mask, ids_restore = mae.forward_tokens(imgs)
+    assert torch.equal(vit.forward_tokens(imgs)[0], tokens)  # same weights, same path
+    assert torch.equal(mae.encode(imgs), mae.norm(tokens))
+    assert mask.sum() == 0 and torch.equal(ids_restore[0], torch.arange(64))
+    latent, mask, _ = mae.forward_encoder(imgs, 0.75, torch.rand(2, 64))
+    assert latent.shape == (2, 1 + 16, 128) and mask.sum() == 2 * 48
+    maps = mt.evaluate.cls_attention_maps(mae, imgs)
+    assert maps.shape == (2, 4, 8, 8)
+    assert torch.allclose(maps.sum(dim=(2, 3)) < 1, torch.ones(2, 4, dtype=torch.bool))
+    assert torch.allclose(mt.evaluate.cls_attention_maps(vit, imgs), maps)
+
+
+def test_every_notebook_links_to_the_repository_of_the_config():
+    config = (ROOT / "_config.yml").read_text()
+    repo = re.search(r"^repository:\n\s+url: (\S+)", config, re.M).group(1)
+    assert repo.startswith("https://github.com/")
+    slug = repo.removeprefix("https://github.com/")
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells)
+        setup = [c for c in cells if "".join(c["source"]).startswith("# Setup.")]
+        assert len(setup) == 1, f"{path.name}: one setup cell"
+        assert f'"git+{repo}"' in "".join(setup[0]["source"]), path.name
+        for url in re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", text):
+            assert url == (f"https://colab.research.google.com/github/{slug}/blob/main/book/"
+                           f"{path.name}"), f"{path.name}: {url}"
+        if path.stem != "intro":
+            assert f"colab.research.google.com/github/{slug}" in text, f"{path.name}: badge"
