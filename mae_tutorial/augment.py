@@ -20,7 +20,8 @@ from .data import ImageSet, normalize
 
 
 def loader_transform(mean, std, size: int = 32, scale: tuple[float, float] = (0.2, 1.0)):
-    """The paper's pre-training augmentation as torchvision transforms on uint8 CHW tensors."""
+    """The paper's pre-training augmentation as torchvision transforms on uint8 CHW tensors.
+    Chapter 6."""
     from torchvision.transforms import v2
 
     return v2.Compose([
@@ -34,7 +35,8 @@ def loader_transform(mean, std, size: int = 32, scale: tuple[float, float] = (0.
 
 class AugmentedImages(torch.utils.data.Dataset):
     """Map-style dataset over an `ImageSet`; indexed by (index, seed) pairs so that every
-    augmentation is reproducible, whatever the number of workers (see `StepBatchSampler`)."""
+    augmentation is reproducible, whatever the number of workers (see `StepBatchSampler`).
+    Chapter 6."""
 
     def __init__(self, data: ImageSet, transform) -> None:
         self.data, self.transform = data, transform
@@ -59,7 +61,7 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.2, 1.0),
                       device: torch.device | str = "cpu") -> torch.Tensor:
     """Random-resized-crop boxes (top, left, h, w) for n images, (n, 4) float, drawn as
     torchvision does: 10 tries of area in `scale` and log-uniform aspect `ratio`, first fit
-    wins, else the largest centred crop within the ratio bounds."""
+    wins, else the largest centred crop within the ratio bounds. Chapter 6."""
     tries = 10
     area = height * width
 
@@ -94,7 +96,8 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.2, 1.0),
 def resized_crop_batch(imgs: torch.Tensor, boxes: torch.Tensor, size: int,
                        flip: torch.Tensor | None = None, mode: str = "bicubic") -> torch.Tensor:
     """Crop each image to its box (top, left, h, w) and resize to size x size, optionally
-    mirrored, in one `grid_sample` call. imgs: (N, C, H, W) float; returns (N, C, size, size)."""
+    mirrored, in one `grid_sample` call. imgs: (N, C, H, W) float; returns (N, C, size, size).
+    Chapter 6."""
     n, _, height, width = imgs.shape
     top, left, h, w = boxes.to(imgs.dtype).unbind(1)
     # Output pixel k samples the box at pixel coordinate start + (k + 0.5) * extent / size - 0.5
@@ -120,7 +123,7 @@ class DeviceAugment:
 
     `sample(n)` draws the random crop boxes and flips, `apply` uses them; calling the object
     does both. Sampling for a global batch and applying to one process's share is how several
-    processes augment exactly as one would.
+    processes augment exactly as one would. Chapter 6.
     """
 
     def __init__(self, mean, std, size: int = 32, scale: tuple[float, float] = (0.2, 1.0)):

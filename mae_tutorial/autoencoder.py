@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .patches import check_images
+
 DOWNSAMPLE = 4  # two stride-2 layers: the image side must be a multiple of 2 * 2
 
 
 def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """Output side of a convolution: floor((size + 2 * padding - kernel) / stride) + 1."""
+    """Output side of a convolution: floor((size + 2 * padding - kernel) / stride) + 1.
+    Chapter 1."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -29,7 +32,7 @@ class ConvAutoencoder(nn.Module):
     Both convolutions use kernel 4, stride 2, padding 1, which maps a side of H to exactly
     H / 2 (and the transposed ones 2H back), so an input of side `img_size` comes out with the
     same side. The output is unbounded: it predicts pixels in the scale of the inputs (the
-    book normalizes them with the dataset's mean and std).
+    book normalizes them with the dataset's mean and std). Chapter 1.
     """
 
     def __init__(self, img_size: int = 32, in_chans: int = 3, width: int = 16,
@@ -65,17 +68,8 @@ class ConvAutoencoder(nn.Module):
         )
 
     def _check(self, imgs: torch.Tensor) -> None:
-        if imgs.ndim != 4:
-            raise ValueError(
-                f"expected images of shape (N, C, H, W), got shape {tuple(imgs.shape)}; "
-                "add a batch dimension with imgs.unsqueeze(0)"
-            )
-        _, c, h, w = imgs.shape
-        if c != self.in_chans:
-            raise ValueError(
-                f"the model expects {self.in_chans} channels, got {c}; build it with "
-                f"in_chans={c}"
-            )
+        check_images(imgs, self.in_chans)
+        h, w = imgs.shape[-2:]
         if (h, w) != (self.img_size, self.img_size):
             hint = (f"build the model with img_size={h}" if h == w and h % DOWNSAMPLE == 0
                     else f"resize the images to {self.img_size}x{self.img_size}")

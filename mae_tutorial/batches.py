@@ -39,7 +39,7 @@ def _step_generator(seed: int, stream: str, it: int, device: torch.device) -> to
 
 class StepBatchSampler(torch.utils.data.Sampler):
     """Yields, for micro-step `it` onwards, this process's share of the global batch as
-    (index, augmentation seed) pairs, for the `DataLoader` pipeline."""
+    (index, augmentation seed) pairs, for the `DataLoader` pipeline. Chapter 6."""
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int,
                  rank: int = 0, world: int = 1) -> None:
@@ -62,7 +62,8 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
 def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: int, stop: int,
              rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(images, masking noise) for this process, micro-step by micro-step from `start`."""
+    """(images, masking noise) for this process, micro-step by micro-step from `start`.
+    Chapter 6."""
     local = cfg.batch_size // world
     share = slice(rank * local, (rank + 1) * local)
     size = MODEL_PRESETS[cfg.model]["img_size"]

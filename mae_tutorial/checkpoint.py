@@ -23,7 +23,8 @@ Tensor = torch.Tensor
 
 def read_checkpoint(path: str | os.PathLike, required: Iterable[str] = ()) -> Any:
     """Read a checkpoint file on the CPU with `weights_only=True`, with a clear error for a
-    truncated, damaged or foreign file, or one that lacks a `required` top-level entry."""
+    truncated, damaged or foreign file, or one that lacks a `required` top-level entry.
+    Chapters 6 and 8."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -77,6 +78,7 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, 
 
     Keys or shapes that do not fit are named in the error; `strict=False` tolerates missing
     and unexpected keys (e.g. an encoder-only checkpoint) but never a shape mismatch.
+    Chapters 6 and 8.
     """
     state = _weights(checkpoint)
     own = model.state_dict()

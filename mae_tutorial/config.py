@@ -19,7 +19,7 @@ def _f(default: Any, help: str) -> Any:  # a dataclass field with its help text
 
 @dataclass
 class TrainConfig:
-    """Everything a pre-training run depends on (saved in every checkpoint)."""
+    """Everything a pre-training run depends on (saved in every checkpoint). Chapter 6."""
 
     # what to train, on what
     dataset: str = _f("synthetic", "'synthetic' (generated offline) or 'cifar10' (downloaded)")
@@ -81,7 +81,7 @@ def config_from_preset(name: str, **overrides: Any) -> TrainConfig:
 
 
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
-    """Fail early, with the fix, on settings that cannot run on `world` processes."""
+    """Fail early, with the fix, on settings that cannot run on `world` processes. Chapter 6."""
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {list(DATASETS)}")
     if cfg.model not in MODEL_PRESETS:
@@ -104,7 +104,7 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
 
 
 def check_same_run(cfg: TrainConfig, saved: dict[str, Any]) -> None:
-    """A resumed run must keep every setting that changes what is computed."""
+    """A resumed run must keep every setting that changes what is computed. Chapter 6."""
     differ = [f"{k}: checkpoint {saved[k]!r}, now {v!r}" for k, v in asdict(cfg).items()
               if k not in SESSION_FIELDS and k in saved and to_tuple(saved[k]) != v]
     if differ:
@@ -115,13 +115,13 @@ def check_same_run(cfg: TrainConfig, saved: dict[str, Any]) -> None:
 
 
 def to_tuple(x: Any) -> Any:
-    """Lists back to tuples, as a checkpoint's saved configuration needs."""
+    """Lists back to tuples, as a checkpoint's saved configuration needs. Chapter 6."""
     return tuple(to_tuple(v) for v in x) if isinstance(x, list | tuple) else x
 
 
 def arg_parser() -> argparse.ArgumentParser:
     """The command line of `python -m mae_tutorial.train`: one flag per `TrainConfig` field,
-    typed from its type hint."""
+    typed from its type hint. Chapter 6."""
     p = argparse.ArgumentParser(
         prog="python -m mae_tutorial.train",
         description="Pre-train a Masked Autoencoder. Runs offline on the generated 'synthetic' "

@@ -39,14 +39,14 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def normalize(imgs: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """(N, C, H, W) in [0, 1] -> per-channel standardized."""
+    """(N, C, H, W) in [0, 1] -> per-channel standardized. Chapter 1."""
     m = torch.tensor(mean, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     return (imgs - m) / s
 
 
 def denormalize(imgs: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """Undo `normalize`: back to [0, 1] pixel values (not clipped)."""
+    """Undo `normalize`: back to [0, 1] pixel values (not clipped). Chapter 1."""
     m = torch.tensor(mean, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     return imgs * s + m
@@ -71,7 +71,7 @@ PHOTOS = ("grace hopper", "cat", "coffee", "astronaut", "rocket")
 
 def load_photo(name: str, size: int = 224) -> torch.Tensor:
     """A real photograph that ships inside an installed package (matplotlib, scikit-image),
-    centre-cropped to a square and resized: (1, 3, size, size) with values in [0, 1]."""
+    centre-cropped to a square and resized: (1, 3, size, size) with values in [0, 1]. Chapter 2."""
     paths = _photo_paths()
     if name not in paths:
         raise ValueError(f"unknown photo {name!r}; choose one of {list(PHOTOS)}")
@@ -90,13 +90,14 @@ def load_photo(name: str, size: int = 224) -> torch.Tensor:
 
 
 def sample_photo(size: int = 224) -> torch.Tensor:
-    """Grace Hopper's portrait (matplotlib's sample photograph): (1, 3, size, size) in [0, 1]."""
+    """Grace Hopper's portrait (matplotlib's sample photograph): (1, 3, size, size) in [0, 1].
+    Chapter 2."""
     return load_photo("grace hopper", size)
 
 
 def demo_photos(size: int = 224) -> tuple[torch.Tensor, tuple[str, ...]]:
     """Every shipped photograph, ready for an ImageNet-trained MAE: normalized with ImageNet
-    statistics, (5, 3, size, size), with their names."""
+    statistics, (5, 3, size, size), with their names. Chapter 8."""
     imgs = torch.cat([load_photo(name, size) for name in PHOTOS])
     return normalize(imgs, IMAGENET_MEAN, IMAGENET_STD), PHOTOS
 
@@ -112,7 +113,7 @@ def make_synthetic(num_images: int, seed: int = 0, size: int = 32,
     Each image is a flat background (sometimes split in two tones along a random line) with one
     shape whose class is the label, at a random position, size and colour. Colours carry no
     information about the class; shape and texture do. The same (num_images, seed, split)
-    always gives the same images; the "train" and "test" splits of a seed share none.
+    always gives the same images; the "train" and "test" splits of a seed share none. Chapter 1.
     """
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
@@ -175,7 +176,8 @@ def _synthetic_chunk(n: int, g: torch.Generator, size: int) -> tuple[torch.Tenso
 
 @dataclass
 class ImageSet:
-    """A whole dataset in memory: uint8 images (N, 3, H, W), labels (N,), and its statistics."""
+    """A whole dataset in memory: uint8 images (N, 3, H, W), labels (N,), and its statistics.
+    Chapter 1."""
 
     name: str
     images: torch.Tensor
@@ -190,7 +192,8 @@ class ImageSet:
 
 def load_cifar10(root: str | Path = "data", train: bool = True,
                  download: bool = True) -> ImageSet:
-    """CIFAR-10 through torchvision, downloaded into `root` on first use (about 170 MB)."""
+    """CIFAR-10 through torchvision, downloaded into `root` on first use (about 170 MB).
+    Chapter 1."""
     from torchvision.datasets import CIFAR10
 
     try:

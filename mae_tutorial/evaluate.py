@@ -51,7 +51,7 @@ def reconstruction_score(model: MaskedAutoencoderViT, data: ImageSet, num_images
                          seed: int = 0) -> dict[str, float]:
     """Masked-patch loss of `model` on the first `num_images` images of `data` (no augmentation)
     and the loss of predicting zeros for the same masks; returns both and their ratio
-    (1.0: no better than predicting nothing)."""
+    (1.0: no better than predicting nothing). Chapter 5."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -79,7 +79,7 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: flo
     With `norm_pix_loss` the decoder predicts each patch normalized to mean 0, variance 1; to
     show it as pixels, each predicted patch is given back the mean and variance of the true
     patch, as the official demo does. That borrows two numbers per patch from the hidden image,
-    so such pictures look better than what the model predicts alone.
+    so such pictures look better than what the model predicts alone. Chapters 5 and 8.
     """
     if model.encoder_only:
         raise ValueError("this model was loaded from an encoder-only checkpoint (the "
@@ -132,7 +132,8 @@ def cls_attention_maps(model: ViTEncoder, imgs: torch.Tensor) -> torch.Tensor:
 def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "cls",
                      batch_size: int = 256) -> torch.Tensor:
     """Frozen encoder features of every image (no masking, no augmentation): (N, D) on the CPU.
-    `pool`: "cls" (the cls token, as the paper's linear probe) or "mean" (patch tokens)."""
+    `pool`: "cls" (the cls token, as the paper's linear probe) or "mean" (patch tokens).
+    Chapter 7."""
     if pool not in ("cls", "mean"):
         raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
     was_training = model.training
@@ -151,7 +152,7 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                  test_y: torch.Tensor, k: int = 20, temperature: float = 0.07,
                  chunk: int = 1024) -> float:
-    """Top-1 accuracy (%) of a weighted k-NN vote on cosine similarity."""
+    """Top-1 accuracy (%) of a weighted k-NN vote on cosine similarity. Chapter 7."""
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     train_x = F.normalize(train_x, dim=1)
     correct = 0
@@ -168,7 +169,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
                  test_y: torch.Tensor, epochs: int = 50, batch_size: int = 256,
                  base_lr: float = 0.1, seed: int = 0) -> float:
     """Top-1 accuracy (%) of a linear classifier on frozen features, with the paper's
-    BatchNorm (no affine) in front; SGD with momentum, warm-up and a cosine schedule."""
+    BatchNorm (no affine) in front; SGD with momentum, warm-up and a cosine schedule. Chapter 7."""
     g = torch.Generator().manual_seed(seed)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6),
@@ -209,7 +210,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     from random weights: the from-scratch baseline) and return its test accuracy (%).
 
     Global average pooling, layer-wise lr decay, drop path, random-resized-crop + flip
-    augmentation on the device, label smoothing, AdamW with warm-up and cosine decay."""
+    augmentation on the device, label smoothing, AdamW with warm-up and cosine decay. Chapter 7."""
     device = pick_device(None if device == "auto" else str(device))
     torch.manual_seed(seed)
     num_classes = len(data_train.classes)
@@ -256,7 +257,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
 def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
                           data_test: ImageSet, pool: str = "cls",
                           probe_epochs: int = 50) -> dict[str, float]:
-    """k-NN and linear-probe accuracy (%) of `model`'s frozen features."""
+    """k-NN and linear-probe accuracy (%) of `model`'s frozen features. Chapter 7."""
     train_x = extract_features(model, data_train, pool)
     test_x = extract_features(model, data_test, pool)
     return {"knn": knn_accuracy(train_x, data_train.labels, test_x, data_test.labels),

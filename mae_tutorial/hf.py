@@ -74,7 +74,7 @@ def to_hf_vitmae(state_dict: Mapping[str, Tensor], layout: str = "v5") -> dict[s
 
 
 def from_hf_vitmae(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The inverse of `to_hf_vitmae`, for either HF layout (detected from the keys)."""
+    """The inverse of `to_hf_vitmae`, for either HF layout (detected from the keys). Chapter 8."""
     layout = "v4" if any(k.startswith("vit.encoder.layer.") for k in state_dict) else "v5"
     inverse_top = {theirs: ours for ours, theirs in _TOP.items()}
     inverse_block = {theirs: ours for ours, theirs in _BLOCK[layout].items() if ours != "qkv"}
@@ -108,7 +108,8 @@ def from_hf_vitmae(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def vitmae_config_kwargs(model: nn.Module) -> dict[str, Any]:
-    """Keyword arguments for `transformers.ViTMAEConfig` describing a `MaskedAutoencoderViT`."""
+    """Keyword arguments for `transformers.ViTMAEConfig` describing a `MaskedAutoencoderViT`.
+    Chapter 8."""
     c = model.config
     return dict(
         image_size=c["img_size"], patch_size=c["patch_size"], num_channels=c["in_chans"],
@@ -124,7 +125,7 @@ def vitmae_config_kwargs(model: nn.Module) -> dict[str, Any]:
 
 def mae_kwargs_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """`MaskedAutoencoderViT` keyword arguments from a Hugging Face ViTMAE config (a dict, e.g.
-    `ViTMAEConfig.to_dict()` or a hub model's config.json)."""
+    `ViTMAEConfig.to_dict()` or a hub model's config.json). Chapter 8."""
     return dict(
         img_size=config["image_size"], patch_size=config["patch_size"],
         in_chans=config.get("num_channels", 3), embed_dim=config["hidden_size"],

@@ -12,7 +12,8 @@ import torch
 
 
 def num_visible(num_patches: int, mask_ratio: float) -> int:
-    """How many of `num_patches` patches stay visible at `mask_ratio` (the official rounding)."""
+    """How many of `num_patches` patches stay visible at `mask_ratio` (the official rounding).
+    Chapter 2."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(
             f"mask_ratio must be in [0, 1), got {mask_ratio}; MAE uses 0.75 "
@@ -39,6 +40,7 @@ def random_masking(
       x_visible:   (N, K, D) the kept tokens, K = int(L * (1 - mask_ratio)), in shuffled order
       mask:        (N, L) in the original token order, 1 = removed, 0 = visible
       ids_restore: (N, L) the inverse permutation: x_shuffled.gather(1, ids_restore) = x order
+    Chapter 2.
     """
     if x.ndim != 3:
         raise ValueError(f"expected tokens of shape (N, L, D), got shape {tuple(x.shape)}")
@@ -72,7 +74,8 @@ def random_masking(
 def grid_masking_noise(n: int, grid_size: int, generator: torch.Generator | None = None
                        ) -> torch.Tensor:
     """Keep one patch of every 2x2 square (a regular lattice, random phase per sample): with
-    `random_masking(x, 0.75, noise)` exactly the lattice stays visible. Returns (N, L)."""
+    `random_masking(x, 0.75, noise)` exactly the lattice stays visible. Returns (N, L).
+    Chapter 2."""
     rows = torch.arange(grid_size).view(-1, 1).expand(grid_size, grid_size).flatten()
     cols = torch.arange(grid_size).view(1, -1).expand(grid_size, grid_size).flatten()
     phase = torch.randint(0, 2, (n, 2), generator=generator)
@@ -84,7 +87,8 @@ def block_masking_noise(n: int, grid_size: int, mask_ratio: float,
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """Remove large random rectangles until `mask_ratio` of the grid is covered (the
     block-wise masking of BEiT, as the paper's comparison). Returns (N, L) noise; the patches
-    removed by `random_masking` are then the rectangles (a few extra or fewer at the margin)."""
+    removed by `random_masking` are then the rectangles (a few extra or fewer at the margin).
+    Chapter 2."""
     target = grid_size**2 - num_visible(grid_size**2, mask_ratio)
     noise = torch.rand(n, grid_size**2, generator=generator) * 0.5
     for i in range(n):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class OfficialCheckpoint:
-    """One official release: where it is and what it holds."""
+    """One official release: where it is and what it holds. Chapter 8."""
 
     url: str
     preset: str  # the architecture, a name of mae_tutorial.mae.MODEL_PRESETS
@@ -61,7 +61,7 @@ def _file_digest(path: Path, algorithm: str) -> str:
 def verify_checksum(path: str | os.PathLike, md5_prefix: str | None) -> None:
     """Check a downloaded file. With a published MD5 prefix, the file must match it. Without
     one, the SHA-256 is recorded beside the file on first use (`<file>.sha256`) and every later
-    use must match that record, so a file that changes on disk is caught."""
+    use must match that record, so a file that changes on disk is caught. Chapter 8."""
     path = Path(path)
     if md5_prefix is not None:
         digest = _file_digest(path, "md5")
@@ -83,7 +83,7 @@ def verify_checksum(path: str | os.PathLike, md5_prefix: str | None) -> None:
 
 def download_checkpoint(name: str, root: str | os.PathLike = "data/checkpoints") -> Path:
     """The path of an official checkpoint, downloaded into `root` on first use (atomically:
-    a `.part` file renamed when complete) and verified."""
+    a `.part` file renamed when complete) and verified. Chapter 8."""
     if name not in OFFICIAL_CHECKPOINTS:
         raise ValueError(f"unknown official checkpoint {name!r}; choose one of "
                          f"{sorted(OFFICIAL_CHECKPOINTS)}")

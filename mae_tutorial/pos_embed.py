@@ -12,7 +12,7 @@ import torch
 
 
 def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """(M,) positions -> (M, dim) embedding: dim/2 sines then dim/2 cosines."""
+    """(M,) positions -> (M, dim) embedding: dim/2 sines then dim/2 cosines. Chapter 3."""
     if dim % 2:
         raise ValueError(f"the 1D sin-cos embedding needs an even dimension, got {dim}")
     omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
@@ -27,7 +27,7 @@ def sincos_2d(
     """Position table for a patch grid, float32 of shape (rows*cols [+1], dim).
 
     Rows are in raster order (the order of `patchify`); with `cls_token`, a first row of zeros
-    is added for the class token, which has no position.
+    is added for the class token, which has no position. Chapter 3.
     """
     if dim % 4:
         raise ValueError(f"the 2D sin-cos embedding needs a dimension divisible by 4, got {dim}")

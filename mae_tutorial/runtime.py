@@ -37,7 +37,8 @@ def derive_seed(seed: int, stream: str, index: int = 0) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) for a reproducible run."""
+    """Seed Python, NumPy and PyTorch (all devices) for a reproducible run.
+    Every chapter's setup."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -55,7 +56,8 @@ def budget(device: torch.device) -> str:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global random state of torch, Python and NumPy (and CUDA), for a checkpoint."""
+    """The global random state of torch, Python and NumPy (and CUDA), for a checkpoint.
+    Chapter 6."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(), "python": random.getstate(),
             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
@@ -63,7 +65,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` saved."""
+    """Restore what `rng_state` saved. Chapter 6."""
     torch.set_rng_state(state["torch"])
     random.setstate(_to_tuple(state["python"]))
     name, keys, pos, has_gauss, cached = state["numpy"]

@@ -53,7 +53,7 @@ METRICS = "metrics.jsonl"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the last good checkpoint is kept. Chapter 6."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class Run:
-    """Everything a pre-training run holds while it trains (made by `setup`)."""
+    """Everything a pre-training run holds while it trains (made by `setup`). Chapter 6."""
 
     cfg: TrainConfig
     device: torch.device
@@ -99,7 +99,7 @@ class Run:
 
 def setup(cfg: TrainConfig) -> Run:
     """Stage 1: the process group (under torchrun), device, data, model, optimizer, mixed
-    precision and the schedule of a new run."""
+    precision and the schedule of a new run. Chapter 6."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     check_config(cfg, world)
@@ -139,7 +139,7 @@ def setup(cfg: TrainConfig) -> Run:
 
 def resume_from(run: Run, state: dict[str, Any]) -> None:
     """Stage 2 (with --resume): weights, optimizer, scaler, random state and step from a
-    checkpoint; metrics logged after it are dropped (they will be logged again)."""
+    checkpoint; metrics logged after it are dropped (they will be logged again). Chapter 6."""
     load_weights(run.model, state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
@@ -153,7 +153,7 @@ def resume_from(run: Run, state: dict[str, Any]) -> None:
 def train_step(run: Run, step: int,
                batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
     """Stage 3: one optimizer step (learning rate, `accum_steps` micro-steps of forward and
-    backward under autocast, clipping, the scaled AdamW step); returns (loss, lr)."""
+    backward under autocast, clipping, the scaled AdamW step); returns (loss, lr). Chapter 6."""
     cfg = run.cfg
     lr = lr_at(step, run.total, run.peak_lr, cfg.min_lr, run.warmup)
     for group in run.optimizer.param_groups:
@@ -181,7 +181,7 @@ def train_step(run: Run, step: int,
 
 
 def log_metrics(run: Run, done: int, loss: float, lr: float, images_per_s: float) -> None:
-    """Stage 4: append one line to metrics.jsonl (rank 0)."""
+    """Stage 4: append one line to metrics.jsonl (rank 0). Chapter 6."""
     if run.is_main:
         record = {"step": done, "epoch": done * run.cfg.accum_steps / run.micro_steps_per_epoch,
                   "loss": loss, "lr": lr, "images_per_s": images_per_s}
@@ -190,7 +190,7 @@ def log_metrics(run: Run, done: int, loss: float, lr: float, images_per_s: float
 
 
 def save_run(run: Run, done: int) -> None:
-    """Stage 5: write the checkpoint atomically (rank 0); every process waits for it."""
+    """Stage 5: write the checkpoint atomically (rank 0); every process waits for it. Chapter 6."""
     if run.is_main:
         save_checkpoint(run.checkpoint_path, {
             "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
@@ -285,12 +285,13 @@ def _existing_checkpoint(cfg: TrainConfig, resume: bool) -> dict[str, Any] | Non
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by this trainer (model, optimizer, step, config, ...)."""
+    """A checkpoint written by this trainer (model, optimizer, step, config, ...). Chapter 6."""
     return read_checkpoint(path, required=("model", "step", "config"))
 
 
 def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The metrics a run logged (one dict per line of metrics.jsonl), for `viz.plot_metrics`."""
+    """The metrics a run logged (one dict per line of metrics.jsonl), for `viz.plot_metrics`.
+    Chapter 6."""
     path = Path(output_dir) / METRICS
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -311,7 +312,8 @@ def _check_writable(output_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line (`python -m mae_tutorial.train --help`); returns the exit code."""
+    """The command line (`python -m mae_tutorial.train --help`); returns the exit code.
+    Chapter 6."""
     args = vars(arg_parser().parse_args(argv))
     preset, resume = args.pop("preset"), args.pop("resume")
     given = {k: v for k, v in args.items() if v is not None}

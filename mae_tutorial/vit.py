@@ -13,6 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from .masking import random_masking
+from .patches import check_images
 from .pos_embed import sincos_2d
 
 LAYER_NORM_EPS = 1e-6  # the official MAE code's LayerNorm eps (PyTorch's default is 1e-5)
@@ -22,7 +23,7 @@ class PatchEmbed(nn.Module):
     """Cut an image into patches and project each to `embed_dim`: (N, C, H, W) -> (N, L, D).
 
     A convolution with kernel = stride = patch size is exactly a linear layer applied to every
-    flattened patch.
+    flattened patch. Chapter 3.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
@@ -39,28 +40,13 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        if imgs.ndim != 4:
-            raise ValueError(
-                f"expected images of shape (N, C, H, W), got shape {tuple(imgs.shape)}; "
-                "add a batch dimension with imgs.unsqueeze(0)"
-            )
-        n, c, h, w = imgs.shape
-        if c != self.in_chans:
-            raise ValueError(
-                f"the model expects {self.in_chans} channels, got {c}; convert the images "
-                f"(e.g. grayscale to RGB with imgs.expand(-1, 3, -1, -1)) or build the model "
-                f"with in_chans={c}"
-            )
-        if (h, w) != (self.img_size, self.img_size):
-            raise ValueError(
-                f"the model expects {self.img_size}x{self.img_size} images, got {h}x{w}; "
-                f"resize the images or build the model with img_size={h}"
-            )
+        check_images(imgs, self.in_chans, self.img_size)
         return rearrange(self.proj(imgs), "n d h w -> n (h w) d")
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one fused projection to queries, keys and values."""
+    """Multi-head self-attention with one fused projection to queries, keys and values.
+    Chapter 3."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -88,7 +74,7 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """The transformer's feed-forward network: Linear -> GELU -> Linear."""
+    """The transformer's feed-forward network: Linear -> GELU -> Linear. Chapter 3."""
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
@@ -102,7 +88,7 @@ class Mlp(nn.Module):
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop the residual branch for a random subset of samples, scaling the
-    kept ones by 1 / (1 - rate) so the expectation is unchanged."""
+    kept ones by 1 / (1 - rate) so the expectation is unchanged. Chapter 3."""
     if rate == 0.0 or not training:
         return x
     keep = torch.rand(x.shape[0], *([1] * (x.ndim - 1)), device=x.device) >= rate
@@ -110,7 +96,7 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    """A pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+    """A pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)). Chapter 3."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
                  eps: float = LAYER_NORM_EPS, drop_path: float = 0.0) -> None:
@@ -127,7 +113,8 @@ class Block(nn.Module):
 
 
 def init_vit_weights(module: nn.Module) -> None:
-    """The MAE code's initialisation: xavier-uniform linears, zero biases, unit LayerNorms."""
+    """The MAE code's initialisation: xavier-uniform linears, zero biases, unit LayerNorms.
+    Chapter 3."""
     if isinstance(module, nn.Linear):
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
@@ -138,7 +125,8 @@ def init_vit_weights(module: nn.Module) -> None:
 
 
 def init_patch_embed(patch_embed: PatchEmbed) -> None:
-    """Initialise the patch projection like a linear layer on flattened patches (xavier)."""
+    """Initialise the patch projection like a linear layer on flattened patches (xavier).
+    Chapter 3."""
     w = patch_embed.proj.weight
     nn.init.xavier_uniform_(w.view(w.shape[0], -1))
     nn.init.zeros_(patch_embed.proj.bias)

@@ -13,7 +13,8 @@ from .patches import patchify, unpatchify
 
 
 def to_numpy_image(img: torch.Tensor):
-    """(C, H, W) or (1, C, H, W) tensor in [0, 1] -> (H, W, C) NumPy array, clipped."""
+    """(C, H, W) or (1, C, H, W) tensor in [0, 1] -> (H, W, C) NumPy array, clipped.
+    Chapters 1 and 2."""
     if img.ndim == 4:
         img = img[0]
     return img.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
@@ -21,7 +22,8 @@ def to_numpy_image(img: torch.Tensor):
 
 def mask_images(imgs: torch.Tensor, mask: torch.Tensor, patch_size: int,
                 fill: float = 0.5) -> torch.Tensor:
-    """Paint the removed patches (mask == 1) with a flat grey: what the encoder does not see."""
+    """Paint the removed patches (mask == 1) with a flat grey: what the encoder does not see.
+    Chapters 1 and 2."""
     patches = patchify(imgs, patch_size)  # (N, L, p*p*C)
     keep = (1 - mask).unsqueeze(-1).to(patches.dtype)  # (N, L, 1)
     patches = patches * keep + fill * (1 - keep)
@@ -31,7 +33,7 @@ def mask_images(imgs: torch.Tensor, mask: torch.Tensor, patch_size: int,
 
 def show_images(imgs: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[str] | None = None,
                 ncols: int | None = None, size: float = 2.5, suptitle: str | None = None):
-    """Show images in [0, 1] side by side, one panel each; returns the figure."""
+    """Show images in [0, 1] side by side, one panel each; returns the figure. Chapters 1 and 2."""
     imgs = list(imgs)
     ncols = ncols or len(imgs)
     nrows = -(-len(imgs) // ncols)
@@ -49,14 +51,14 @@ def show_images(imgs: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[st
 
 
 def draw_patch_grid(ax, img_size: int, patch_size: int, color: str = "white") -> None:
-    """Draw the patch boundaries over an image already shown on `ax`."""
+    """Draw the patch boundaries over an image already shown on `ax`. Chapters 1 and 2."""
     for k in range(0, img_size + 1, patch_size):
         ax.axhline(k - 0.5, color=color, linewidth=0.6)
         ax.axvline(k - 0.5, color=color, linewidth=0.6)
 
 
 def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
-    """Loss (log scale) and learning rate against the step, from `train.read_metrics`."""
+    """Loss (log scale) and learning rate against the step, from `train.read_metrics`. Chapter 6."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     steps = [r["step"] for r in records]
@@ -76,7 +78,7 @@ def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
 
 def image_bytes(img: torch.Tensor, fmt: str = "png", scale: int = 1) -> bytes:
     """Encode a (C, H, W) image in [0, 1] as PNG or JPEG bytes, each pixel repeated `scale`
-    times in both directions (small images stay sharp when enlarged)."""
+    times in both directions (small images stay sharp when enlarged). Chapter 2."""
     from PIL import Image
 
     array = (to_numpy_image(img) * 255).round().astype("uint8")
@@ -97,7 +99,7 @@ def frame_slider(frames: Mapping[str, torch.Tensor], captions: Sequence[str] | N
     Every frame is encoded once and stored in the widget, and the slider's position is linked
     to the frame shown in the browser (`jslink`), so the slider also works where no Python
     runs: in a saved notebook and on the book's HTML pages. `frames` maps the slider's labels
-    to (C, H, W) images in [0, 1]; `captions` are shown under the frames.
+    to (C, H, W) images in [0, 1]; `captions` are shown under the frames. Chapter 2.
     """
     try:
         import ipywidgets as widgets

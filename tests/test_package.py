@@ -89,3 +89,16 @@ def test_every_notebook_links_to_the_repository_of_the_config():
                            f"{path.name}"), f"{path.name}: {url}"
         if path.stem != "intro":
             assert f"colab.research.google.com/github/{slug}" in text, f"{path.name}: badge"
+
+
+def test_every_public_name_says_which_chapter_teaches_it():
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "mae_tutorial").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                doc = (ast.get_docstring(node) or "").lower()
+                if "chapter" not in doc:
+                    missing.append(f"{path.stem}.{node.name}")
+    assert missing == []
