@@ -266,6 +266,8 @@ def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (`python -m mae_tutorial.evaluate --help`), chapter 7; returns the
+    exit code."""
     p = argparse.ArgumentParser(
         prog="python -m mae_tutorial.evaluate",
         description="Evaluate a pre-trained MAE against the same architecture with random "
