@@ -128,6 +128,7 @@ class DeviceAugment:
 
     def __init__(self, mean, std, size: int = 32, scale: tuple[float, float] = (0.2, 1.0)):
         self.mean, self.std, self.size, self.scale = mean, std, size, scale
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +141,14 @@ class DeviceAugment:
               flip: torch.Tensor) -> torch.Tensor:
         imgs = images_uint8.float() / 255
         out = resized_crop_batch(imgs, boxes, self.size, flip).clamp(0, 1)
-        return normalize(out, self.mean, self.std)
+        return normalize(out, *self._stats(out.device))
+
+    def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # mean and std as tensors on the device, made once (not copied there per batch)
+        if device not in self._on_device:
+            self._on_device[device] = (torch.tensor(self.mean, device=device),
+                                       torch.tensor(self.std, device=device))
+        return self._on_device[device]
 
     def __call__(self, images_uint8: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:

@@ -20,8 +20,9 @@ class EpochOrder:
     run's seed; `batch(it)` gives the global batch of micro-step `it` (the last partial batch
     of an epoch is dropped). The current epoch's permutation is kept, not redrawn per step."""
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    def __init__(self, n: int, batch_size: int, seed: int,
+                 device: torch.device | str = "cpu") -> None:
+        self.n, self.batch_size, self.seed, self.device = n, batch_size, seed, device
         self.per_epoch = n // batch_size
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
 
@@ -29,7 +30,8 @@ class EpochOrder:
         epoch, pos = divmod(it, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
-            self._epoch, self._order = epoch, torch.randperm(self.n, generator=g)
+            order = torch.randperm(self.n, generator=g)  # drawn on the CPU: the same anywhere
+            self._epoch, self._order = epoch, order.to(self.device)  # one copy per epoch
         return self._order[pos * self.batch_size:(pos + 1) * self.batch_size]
 
 
@@ -76,9 +78,9 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
     if cfg.pipeline == "device":
         images = data.images.to(device)  # the whole dataset, uint8, on the device
         augment = DeviceAugment(data.mean, data.std, size)
-        order = EpochOrder(len(data), cfg.batch_size, cfg.seed)
+        order = EpochOrder(len(data), cfg.batch_size, cfg.seed, device)
         for it in range(start, stop):
-            idx = order.batch(it)[share].to(device)
+            idx = order.batch(it)[share]
             g = _step_generator(cfg.seed, "augment", it, device)
             boxes, flip = augment.sample(cfg.batch_size, *images.shape[-2:], g, device)
             yield augment.apply(images[idx], boxes[share], flip[share]), noise_for(it)

@@ -70,6 +70,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 # Fields that may differ when a run is resumed (they do not change what is computed).
 SESSION_FIELDS = {"stop_after", "device", "num_workers", "output_dir", "progress", "data_root",
                   "compile", "checkpoint_every", "log_every"}
+# Fields a resume may change to recover a run (after a NaN, or on other hardware: a run can
+# move between a CPU, a T4 and an H100); the changes are printed and logged in the metrics.
+RECOVERY_FIELDS = {"base_lr", "clip_grad", "amp"}
 
 
 def config_from_preset(name: str, **overrides: Any) -> TrainConfig:
@@ -106,12 +109,20 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
 def check_same_run(cfg: TrainConfig, saved: dict[str, Any]) -> None:
     """A resumed run must keep every setting that changes what is computed. Chapter 6."""
     differ = [f"{k}: checkpoint {saved[k]!r}, now {v!r}" for k, v in asdict(cfg).items()
-              if k not in SESSION_FIELDS and k in saved and to_tuple(saved[k]) != v]
+              if k not in SESSION_FIELDS | RECOVERY_FIELDS and k in saved
+              and to_tuple(saved[k]) != v]
     if differ:
         raise ValueError("--resume continues a run with its own settings, but these differ: "
                          + "; ".join(differ) + ". Drop them from the command line (the "
                          "checkpoint's values are used), or start a new run in another "
                          "--output-dir")
+
+
+def recovery_changes(cfg: TrainConfig, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The recovery settings (`RECOVERY_FIELDS`) a resume changes: name -> (saved, now).
+    Chapter 6."""
+    return {k: (saved[k], getattr(cfg, k)) for k in sorted(RECOVERY_FIELDS)
+            if k in saved and to_tuple(saved[k]) != getattr(cfg, k)}
 
 
 def to_tuple(x: Any) -> Any:

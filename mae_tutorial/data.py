@@ -39,9 +39,10 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def normalize(imgs: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """(N, C, H, W) in [0, 1] -> per-channel standardized. Chapter 1."""
-    m = torch.tensor(mean, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
+    """(N, C, H, W) in [0, 1] -> per-channel standardized. `mean` and `std` may be tensors
+    already on the images' device (then nothing is copied). Chapter 1."""
+    m = torch.as_tensor(mean, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     return (imgs - m) / s
 
 
@@ -196,20 +197,33 @@ def load_cifar10(root: str | Path = "data", train: bool = True,
     Chapter 1."""
     from torchvision.datasets import CIFAR10
 
+    folder = Path(root) / "cifar-10-batches-py"
     try:
         ds = CIFAR10(root=str(root), train=train, download=download)
-    except Exception as exc:  # offline, blocked, or a corrupt archive
-        raise RuntimeError(
-            f"CIFAR-10 is not in {Path(root) / 'cifar-10-batches-py'} and could not be "
-            f"{'downloaded' if download else 'found (download=False)'}: {exc}\n"
-            "Fix: connect to the internet and run again, or download cifar-10-python.tar.gz "
-            "from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into "
-            f"{Path(root).resolve()} (it makes the folder cifar-10-batches-py/). "
-            "Offline, use the generated dataset instead: --dataset synthetic."
-        ) from exc
+    except Exception as exc:  # offline, blocked, a damaged archive, no permission, ...
+        raise RuntimeError(f"CIFAR-10 could not be loaded from {folder}: {exc}\n"
+                           + _cifar10_fix(exc, Path(root), download)) from exc
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW
     mean, std = DATASET_STATS["cifar10"]
     return ImageSet("cifar10", images, torch.tensor(ds.targets), tuple(ds.classes), mean, std)
+
+
+def _cifar10_fix(exc: Exception, root: Path, download: bool) -> str:
+    """What to do, for the cause at hand (only a network error is blamed on the network)."""
+    import urllib.error
+
+    manual = ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html"
+              f" and extract it into {root.resolve()} (it makes cifar-10-batches-py/)")
+    if not download:
+        return ("Fix: it was not downloaded here (download=False; under torchrun the local "
+                f"rank 0 process downloads it, see its error), or {manual}.")
+    if isinstance(exc, urllib.error.URLError | ConnectionError | TimeoutError):
+        return (f"Fix: connect to the internet and run again, or {manual}. Offline, use the "
+                "generated dataset instead: --dataset synthetic.")
+    if isinstance(exc, PermissionError):
+        return f"Fix: make {root.resolve()} writable, or choose another --data-root."
+    return (f"Fix: the files in {root.resolve()} may be damaged: delete cifar-10-python.tar.gz "
+            f"and cifar-10-batches-py/ there and run again, or {manual}.")
 
 
 def load_dataset(name: str, root: str | Path = "data", train: bool = True,

@@ -26,10 +26,16 @@ from .augment import DeviceAugment
 from .checkpoint import mae_from_checkpoint, vit_from_mae
 from .data import DATASETS, ImageSet, load_dataset, normalize
 from .mae import MaskedAutoencoderViT, normalize_patches
-from .optim import layer_decay_groups, lr_at
+from .optim import autocast_dtype, layer_decay_groups, lr_at
 from .patches import patchify, unpatchify
-from .runtime import pick_device
+from .runtime import enable_tf32, pick_device
 from .vit import VisionTransformer, ViTEncoder
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    """bf16 on GPUs that have it, fp16 on older ones (the T4), fp32 elsewhere."""
+    dtype = autocast_dtype(device, "auto")
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def _model_inputs(data: ImageSet, start: int, stop: int, img_size: int,
@@ -142,7 +148,8 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
     out = []
     for start in range(0, len(data), batch_size):
         imgs = _model_inputs(data, start, start + batch_size, model.config["img_size"], device)
-        tokens = model.encode(imgs)
+        with _autocast(device):
+            tokens = model.encode(imgs)
         out.append((tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(dim=1)).float().cpu())
     model.train(was_training)
     return torch.cat(out)
@@ -222,6 +229,9 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     model.to(device)
     groups = layer_decay_groups(model, weight_decay, layer_decay)
     opt = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999))
+    enable_tf32(device)
+    scaler = torch.amp.GradScaler(device.type,
+                                  enabled=autocast_dtype(device, "auto") == torch.float16)
     augment = DeviceAugment(data_train.mean, data_train.std, model.patch_embed.img_size,
                             scale=(0.08, 1.0))
     images, labels = data_train.images.to(device), data_train.labels.to(device)
@@ -235,18 +245,22 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         lr = lr_at(step, total, peak, 1e-6, warmup)
         for group in opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        loss = F.cross_entropy(model(augment(images[idx], g)), labels[idx],
-                               label_smoothing=label_smoothing)
+        with _autocast(device):
+            loss = F.cross_entropy(model(augment(images[idx], g)), labels[idx],
+                                   label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     model.eval()
     correct = 0
     with torch.no_grad():
         for start in range(0, len(data_test), 500):
             imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size,
                                  device)
-            correct += (model(imgs).argmax(1).cpu() == data_test.labels[start:start + 500]).sum()
+            with _autocast(device):
+                logits = model(imgs)
+            correct += (logits.argmax(1).cpu() == data_test.labels[start:start + 500]).sum()
     return {"accuracy": 100.0 * int(correct) / len(data_test), "steps": total}
 
 

@@ -27,6 +27,14 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def enable_tf32(device: torch.device) -> None:
+    """On an NVIDIA GPU, let fp32 matrix products use TF32 tensor cores (Ampere and newer;
+    about 10 bits of mantissa, as the official code's training allows). Chapter 9."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def derive_seed(seed: int, stream: str, index: int = 0) -> int:
     """The seed of one random stream of a run (chapter 6): from the run's `seed`, the
     stream's name ("order", "augment", "mask", "synthetic-train", ...) and an index (an
@@ -56,12 +64,11 @@ def budget(device: torch.device) -> str:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global random state of torch, Python and NumPy (and CUDA), for a checkpoint.
-    Chapter 6."""
+    """The global random state of torch (CPU), Python and NumPy, for a checkpoint. No CUDA
+    state: it is one per GPU, and every step draws from its own seeded generators. Chapter 6."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -70,8 +77,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(_to_tuple(state["python"]))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    # An older checkpoint's "cuda" entry (one state per GPU it saw) is ignored: restoring it
+    # fails on a machine with fewer GPUs, and no step depends on it.
 
 
 

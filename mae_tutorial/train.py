@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -41,12 +40,13 @@ from .config import (
     check_config,
     check_same_run,
     config_from_preset,
+    recovery_changes,
     to_tuple,
 )
 from .data import ImageSet, load_dataset
 from .mae import MaskedAutoencoderViT, mae_from_preset
 from .optim import autocast_dtype, lr_at, param_groups
-from .runtime import pick_device, rng_state, set_rng_state
+from .runtime import enable_tf32, pick_device, rng_state, set_rng_state
 
 CHECKPOINT = "checkpoint.pth"
 METRICS = "metrics.jsonl"
@@ -106,14 +106,16 @@ def setup(cfg: TrainConfig) -> Run:
     out = Path(cfg.output_dir)
     _check_writable(out)
     device = pick_device(cfg.device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1:
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    data = load_dataset(cfg.dataset, cfg.data_root, train=True,
-                        synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                    device_id=device if device.type == "cuda" else None)
+    enable_tf32(device)
+    data = load_training_data(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     model = mae_from_preset(cfg.model, norm_pix_loss=cfg.norm_pix_loss).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=0.0,
@@ -122,8 +124,9 @@ def setup(cfg: TrainConfig) -> Run:
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     forward: nn.Module = model
     if world > 1:
-        forward = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        forward = nn.parallel.DistributedDataParallel(  # the position tables are constant:
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False)  # nothing to broadcast at every forward
     if cfg.compile:
         forward = torch.compile(forward)
     per_epoch = len(data) // cfg.batch_size  # micro-steps per epoch
@@ -142,7 +145,11 @@ def resume_from(run: Run, state: dict[str, Any]) -> None:
     checkpoint; metrics logged after it are dropped (they will be logged again). Chapter 6."""
     load_weights(run.model, state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.scaler.load_state_dict(state["scaler"])
+    if run.scaler.is_enabled():  # fp16 now; a bf16, fp32 or CPU run saved no scale: start one
+        if state["scaler"]:
+            run.scaler.load_state_dict(state["scaler"])
+        else:
+            run.log("gradient scaler: the checkpoint ran without fp16, so it starts fresh")
     set_rng_state(state["rng"])
     run.start_step = state["step"]
     run.log(f"resumed from {run.checkpoint_path} at step {run.start_step}")
@@ -150,10 +157,12 @@ def resume_from(run: Run, state: dict[str, Any]) -> None:
         _trim_metrics(run.out / METRICS, run.start_step)
 
 
-def train_step(run: Run, step: int,
-               batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+def train_step(run: Run, step: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+               ) -> tuple[torch.Tensor, float]:
     """Stage 3: one optimizer step (learning rate, `accum_steps` micro-steps of forward and
-    backward under autocast, clipping, the scaled AdamW step); returns (loss, lr). Chapter 6."""
+    backward under autocast, clipping, the scaled AdamW step). Returns the loss, averaged over
+    all processes and left on the device (reading it would wait for the GPU), and the lr.
+    Chapter 6."""
     cfg = run.cfg
     lr = lr_at(step, run.total, run.peak_lr, cfg.min_lr, run.warmup)
     for group in run.optimizer.param_groups:
@@ -168,23 +177,25 @@ def train_step(run: Run, step: int,
             loss = run.forward(imgs, cfg.mask_ratio, noise)[0]
         run.scaler.scale(loss / cfg.accum_steps).backward()
         loss_sum += loss.detach()
-    loss_value = loss_sum.item() / cfg.accum_steps
-    if not math.isfinite(loss_value):
-        raise NonFiniteLossError(f"the loss is {loss_value} at step {step}")
+    loss = loss_sum / cfg.accum_steps
+    if run.world > 1:  # every process logs, and checks, the loss of the whole global batch
+        dist.all_reduce(loss)
+        loss /= run.world
     if cfg.clip_grad is not None:
         run.scaler.unscale_(run.optimizer)
         nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
-    return loss_value, lr
+    return loss, lr
 
 
-def log_metrics(run: Run, done: int, loss: float, lr: float, images_per_s: float) -> None:
-    """Stage 4: append one line to metrics.jsonl (rank 0). Chapter 6."""
+def log_metrics(run: Run, done: int, **values: Any) -> None:
+    """Stage 4: append one line to metrics.jsonl (rank 0): the step, the epoch, and `values`
+    (loss, lr and images/s; or the settings a resume changed). Chapter 6."""
     if run.is_main:
-        record = {"step": done, "epoch": done * run.cfg.accum_steps / run.micro_steps_per_epoch,
-                  "loss": loss, "lr": lr, "images_per_s": images_per_s}
+        epoch = done * run.cfg.accum_steps / run.micro_steps_per_epoch
+        record = {"step": done, "epoch": epoch, **values}
         with open(run.out / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -210,50 +221,84 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     run = setup(cfg)
     if state is not None:
         resume_from(run, state)
+        changes = recovery_changes(cfg, state["config"])
+        if changes:  # settings that exist for recovery (a NaN, another GPU) may change
+            run.log("resumed with " + ", ".join(f"{k} {a!r} -> {b!r}"
+                                                for k, (a, b) in changes.items()))
+            log_metrics(run, run.start_step, resumed_with=changes)
     end = run.total if cfg.stop_after is None else min(run.total, run.start_step + cfg.stop_after)
     run.log(f"{run.total} steps of {cfg.batch_size * cfg.accum_steps} images, peak lr "
             f"{run.peak_lr:.2e}, {run.warmup} warm-up steps, mixed precision: "
             f"{run.amp_dtype or 'off (fp32)'}")
     batches = step_batches(cfg, run.data, run.device, run.start_step * cfg.accum_steps,
-                       end * cfg.accum_steps, run.rank, run.world)
+                           end * cfg.accum_steps, run.rank, run.world)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=run.total, initial=run.start_step, disable=not (run.is_main and cfg.progress),
                desc="pre-training", dynamic_ncols=True)
-    last_saved, loss, t0, seen = run.start_step, float("nan"), time.perf_counter(), 0
+    last_saved, value, t0, seen = run.start_step, float("nan"), time.perf_counter(), 0
+    first_bad = torch.full((), -1, device=run.device)  # the first step with a NaN/inf loss
     run.model.train()
     for step in range(run.start_step, end):
-        try:
-            loss, lr = train_step(run, step, batches)
-        except NonFiniteLossError as exc:
-            bar.close()
-            kept = run.checkpoint_path if last_saved > 0 or resume else "(none yet)"
-            raise NonFiniteLossError(
-                f"{exc}; training stopped. The last good checkpoint, {kept}, is kept (step "
-                f"{last_saved}). Lower --base-lr, set --clip-grad 1.0, or use --amp off, then "
-                "--resume.") from None
+        loss, lr = train_step(run, step, batches)
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         seen += cfg.batch_size * cfg.accum_steps
         done = step + 1
         bar.update(1)
-        if done % cfg.log_every == 0 or done == end:
+        logging = done % cfg.log_every == 0 or done == end
+        saving = done % cfg.checkpoint_every == 0 or done == end
+        if not (logging or saving):
+            continue  # no host-device sync between logging intervals
+        bad = int(first_bad.item())  # the same on every process: the loss is all-reduced
+        if bad >= 0:
+            bar.close()
+            kept = run.checkpoint_path if last_saved > 0 or resume else "(none yet)"
+            raise NonFiniteLossError(
+                f"the loss is not finite at step {bad}; training stopped. The last good "
+                f"checkpoint, {kept}, is kept (step {last_saved}). Lower --base-lr, set "
+                "--clip-grad 1.0, or use --amp off, then --resume (these may change).")
+        if logging:
+            value = loss.item()
             elapsed = time.perf_counter() - t0
             rate = seen / elapsed if elapsed > 0 else float("nan")
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
-            log_metrics(run, done, loss, lr, rate)
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+            log_metrics(run, done, loss=value, lr=lr, images_per_s=rate)
             t0, seen = time.perf_counter(), 0
-        if done % cfg.checkpoint_every == 0 or done == end:
+        if saving:
             save_run(run, done)
             last_saved = done
     bar.close()
     finished = end == run.total
     run.log(("finished" if finished else f"stopped after step {end} of {run.total}; continue "
              "with --resume") + f". Checkpoint: {run.checkpoint_path}")
-    return {"steps": end, "total_steps": run.total, "loss": loss,
+    return {"steps": end, "total_steps": run.total, "loss": value,
             "checkpoint": str(run.checkpoint_path), "finished": finished}
 
 
 # ---------------------------------------------------------------------------------------------
 # Checks, files and random state
+
+
+def load_training_data(cfg: TrainConfig, world: int, local_rank: int) -> ImageSet:
+    """The training set. Under torchrun, local rank 0 downloads CIFAR-10 while the other
+    processes wait at a barrier, then load what it wrote (without downloading): N processes
+    never write the same archive at once. Chapter 9."""
+    def load(download: bool) -> ImageSet:
+        return load_dataset(cfg.dataset, cfg.data_root, train=True, download=download,
+                            synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+
+    if world == 1 or cfg.dataset != "cifar10":
+        return load(download=True)
+    failure: Exception | None = None
+    if local_rank == 0:
+        try:
+            data = load(download=True)
+        except Exception as exc:  # let the others pass the barrier, then fail together
+            failure = exc
+    dist.barrier()
+    if failure is not None:
+        raise failure
+    return data if local_rank == 0 else load(download=False)
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -311,6 +356,20 @@ def _check_writable(output_dir: Path) -> None:
 # Command line
 
 
+def _hint(exc: BaseException) -> str:
+    """What to try for the failures a GPU run meets (they all arrive as RuntimeError)."""
+    text = f"{type(exc).__name__} {exc}"
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text:
+        return ("\nhint: the GPU ran out of memory. Lower --batch-size and raise "
+                "--accum-steps by the same factor (the same effective batch), or use --amp.")
+    if "NCCL" in text or "ProcessGroup" in text or "DistBackendError" in text:
+        return ("\nhint: the processes could not communicate (NCCL). Check that every process "
+                "sees its GPU (CUDA_VISIBLE_DEVICES), or try one process first.")
+    if any(word in text for word in ("dynamo", "inductor", "BackendCompilerFailed", "triton")):
+        return "\nhint: torch.compile failed on this machine: run again without --compile."
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (`python -m mae_tutorial.train --help`); returns the exit code.
     Chapter 6."""
@@ -333,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg, resume=resume)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError,
             NonFiniteLossError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_hint(exc)}", file=sys.stderr)
         return 1
     finally:
         if dist.is_initialized():

@@ -61,6 +61,7 @@ def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
     """Loss (log scale) and learning rate against the step, from `train.read_metrics`. Chapter 6."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
+    records = [r for r in records if "loss" in r]  # not the lines that record a resume
     steps = [r["step"] for r in records]
     ax.plot(steps, [r["loss"] for r in records], label="loss (masked patches)")
     ax.set_yscale("log")

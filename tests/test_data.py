@@ -98,16 +98,27 @@ def test_cifar10_from_files_in_the_official_format(tmp_path, monkeypatch):
     assert train.labels[:20].tolist() == labels
 
 
-def test_cifar10_absent_and_offline_says_what_to_do(tmp_path, monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
+def test_cifar10_errors_name_their_real_cause(tmp_path, monkeypatch):
+    def failing(exc):
+        def fail(*args, **kwargs):
+            raise exc
+        return fail
 
-    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
-    with pytest.raises(RuntimeError, match="could not be downloaded") as info:
+    cifar = torchvision.datasets.cifar
+    monkeypatch.setattr(cifar, "download_and_extract_archive",
+                        failing(urllib.error.URLError("no network")))
+    with pytest.raises(RuntimeError, match="could not be loaded") as info:
         load_cifar10(tmp_path, download=True)
     message = str(info.value)
     assert "cifar-10-batches-py" in message and "--dataset synthetic" in message
-    with pytest.raises(RuntimeError, match="download=False"):
+    assert "connect to the internet" in message
+    # a damaged archive is not an offline machine: the message says so
+    monkeypatch.setattr(cifar, "download_and_extract_archive",
+                        failing(RuntimeError("File not found or corrupted.")))
+    with pytest.raises(RuntimeError, match="may be damaged") as info:
+        load_cifar10(tmp_path, download=True)
+    assert "internet" not in str(info.value)
+    with pytest.raises(RuntimeError, match="download=False.*local rank 0"):
         load_cifar10(tmp_path, download=False)
 
 

@@ -204,7 +204,108 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     # a wrong data share would differ by ~1e-3 (three steps at lr ~7e-4).
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 5e-5, worst
+    # the logged loss is the whole global batch's, not rank 0's share
+    logged = [[r["loss"] for r in tr.read_metrics(tmp_path / name)] for name in ("one", "two")]
+    assert logged[0] == pytest.approx(logged[1], rel=1e-5)
     torch.manual_seed(0)  # the trainer's initial weights: training did move them
     initial = mt.mae_from_preset("vit_mini_patch4").state_dict()
     assert all(torch.equal(a[k], initial[k]) for k in ("pos_embed", "decoder_pos_embed"))
     assert (a["blocks.0.attn.qkv.weight"] - initial["blocks.0.attn.qkv.weight"]).abs().max() > 1e-4
+
+
+# ---- what a first GPU run would hit, simulated on the CPU
+
+
+def test_cifar10_is_downloaded_by_one_process_while_the_others_wait(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tr, "load_dataset",
+                        lambda *a, download, **k: calls.append(f"load download={download}"))
+    monkeypatch.setattr(tr.dist, "barrier", lambda: calls.append("barrier"))
+    run = cfg(tmp_path, dataset="cifar10")
+    tr.load_training_data(run, world=2, local_rank=0)
+    assert calls == ["load download=True", "barrier"]
+    calls.clear()
+    tr.load_training_data(run, world=2, local_rank=1)
+    assert calls == ["barrier", "load download=False"]
+
+    def broken(*a, **k):
+        raise RuntimeError("CIFAR-10 could not be loaded")
+
+    calls.clear()
+    monkeypatch.setattr(tr, "load_dataset", broken)
+    with pytest.raises(RuntimeError, match="could not be loaded"):
+        tr.load_training_data(run, world=2, local_rank=0)
+    assert calls == ["barrier"]  # the others were released, not left waiting
+
+
+def test_resume_on_fp16_hardware_after_a_run_without_a_scaler(tmp_path, capsys):
+    tr.train(cfg(tmp_path, max_steps=4, stop_after=2, amp="off"))
+    assert tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["scaler"] == {}
+    summary = tr.train(cfg(tmp_path, max_steps=4, amp="fp16"), resume=True)  # as on a T4
+    assert summary["finished"] and math.isfinite(summary["loss"])
+    printed = capsys.readouterr().out
+    assert "resumed with amp 'off' -> 'fp16'" in printed and "starts fresh" in printed
+    assert tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["scaler"] != {}
+
+
+def test_resume_may_change_the_settings_that_exist_for_recovery(tmp_path):
+    tr.train(cfg(tmp_path, max_steps=4, stop_after=2))
+    tr.train(cfg(tmp_path, max_steps=4, base_lr=5e-4, clip_grad=1.0), resume=True)
+    records = tr.read_metrics(tmp_path / "run")
+    change = [r for r in records if "resumed_with" in r]
+    assert change == [{"step": 2, "epoch": 2 / 8, "resumed_with": {
+        "base_lr": [1e-3, 5e-4], "clip_grad": [None, 1.0]}}]
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    same = [mt.optim.lr_at(s - 1, 4, 1e-3 * 32 / 256, 0.0, 1) for s in (1, 2, 3, 4)]
+    halved = [mt.optim.lr_at(s - 1, 4, 5e-4 * 32 / 256, 0.0, 1) for s in (3, 4)]
+    assert [lrs[1], lrs[2]] == pytest.approx(same[:2]) and [lrs[3], lrs[4]] == pytest.approx(halved)
+    mt.viz.plot_metrics(records)  # the resume line does not disturb the plot
+    with pytest.raises(ValueError, match="these differ: batch_size"):
+        tr.train(cfg(tmp_path, max_steps=4, batch_size=64), resume=True)
+
+
+def test_a_checkpoint_from_a_machine_with_more_gpus_resumes(monkeypatch):
+    state = mt.runtime.rng_state()
+    assert "cuda" not in state  # only what a step needs: CPU states, no per-GPU ones
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 4  # an older 4-GPU checkpoint
+
+    def fewer_gpus(states):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", fewer_gpus)
+    mt.runtime.set_rng_state(state)
+
+
+def test_the_loop_reads_the_loss_only_at_the_logging_interval(tmp_path, monkeypatch):
+    reads = {"n": 0}
+    real = torch.Tensor.item
+
+    def counted(self):  # reads by the package (PyTorch's own, e.g. in AdamW, are not ours)
+        if "mae_tutorial" in sys._getframe(1).f_code.co_filename:
+            reads["n"] += 1
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counted)
+    tr.train(cfg(tmp_path, max_steps=12, log_every=12, checkpoint_every=12))
+    assert reads["n"] <= 3, reads  # not one host-device sync per step
+
+
+def test_tf32_on_nvidia_gpus_only():
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    try:
+        matmul.allow_tf32 = False
+        mt.runtime.enable_tf32(torch.device("cpu"))
+        assert matmul.allow_tf32 is False
+        mt.runtime.enable_tf32(torch.device("cuda"))
+        assert matmul.allow_tf32 is True
+    finally:
+        matmul.allow_tf32 = before
+
+
+def test_gpu_failures_come_with_a_hint():
+    assert "--accum-steps" in tr._hint(torch.OutOfMemoryError("CUDA out of memory"))
+    assert "NCCL" in tr._hint(RuntimeError("NCCL error: unhandled system error"))
+    assert "without --compile" in tr._hint(RuntimeError("BackendCompilerFailed: inductor"))
+    assert tr._hint(RuntimeError("something else")) == ""
