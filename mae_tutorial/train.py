@@ -107,7 +107,9 @@ def setup(cfg: TrainConfig) -> Run:
     _check_writable(out)
     device = pick_device(cfg.device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1:
+    # under torchrun (even with one process): a process group and DDP, as on N GPUs
+    distributed = world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    if distributed:
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
@@ -123,7 +125,7 @@ def setup(cfg: TrainConfig) -> Run:
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     forward: nn.Module = model
-    if world > 1:
+    if distributed:
         forward = nn.parallel.DistributedDataParallel(  # the position tables are constant:
             model, device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False)  # nothing to broadcast at every forward
@@ -134,7 +136,7 @@ def setup(cfg: TrainConfig) -> Run:
     run = Run(cfg, device, rank, world, out, data, model, forward, optimizer, scaler, amp_dtype,
               total, warmup=max(1, round(cfg.warmup_fraction * total)),
               peak_lr=cfg.base_lr * cfg.batch_size * cfg.accum_steps / 256)
-    run.log(f"device: {device}" + (f" x {world} processes" if world > 1 else ""))
+    run.log(f"device: {device}" + (f" x {world} processes" if distributed else ""))
     run.log(f"dataset: {cfg.dataset}" + (" (generated offline, not CIFAR-10)"
                                          if cfg.dataset == "synthetic" else ""))
     return run
@@ -170,7 +172,7 @@ def train_step(run: Run, step: int, batches: Iterator[tuple[torch.Tensor, torch.
     loss_sum = torch.zeros((), device=run.device)
     for micro in range(cfg.accum_steps):
         imgs, noise = next(batches)
-        sync = micro == cfg.accum_steps - 1 or run.world == 1
+        sync = micro == cfg.accum_steps - 1 or not hasattr(run.forward, "no_sync")  # DDP
         with (nullcontext() if sync else run.forward.no_sync()), torch.autocast(
                 run.device.type, dtype=run.amp_dtype or torch.float32,
                 enabled=run.amp_dtype is not None):
@@ -209,7 +211,7 @@ def save_run(run: Run, done: int) -> None:
             "epoch": done * run.cfg.accum_steps / run.micro_steps_per_epoch,
             "config": asdict(run.cfg), "model_config": dict(run.model.config),
             "rng": rng_state()})
-    if run.world > 1:
+    if dist.is_initialized():
         dist.barrier()
 
 

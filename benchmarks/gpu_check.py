@@ -1,0 +1,253 @@
+"""Every CUDA path of the package in one run, for a lent GPU: does it work, and how fast.
+
+    python benchmarks/gpu_check.py                          # one GPU, offline, < 8 minutes
+    python benchmarks/gpu_check.py --device cpu --small     # the same checks, tiny, on a CPU
+
+Runs, on synthetic data: training steps in bf16 and in fp16 with the gradient scaler (`--amp`
+forced both ways) and in fp32; `--compile` on and off; the on-device augmentation against the
+DataLoader pipeline; a checkpoint -> resume against an uninterrupted run; a bf16 checkpoint
+resumed in fp16; `torchrun --nproc_per_node=1` (NCCL on a GPU, gloo on a CPU); k-NN and
+fine-tuning on the device; training speed of ViT-B/16 (small: the mini preset) against Hugging
+Face's `ViTMAEForPreTraining` in the same process; peak memory and model FLOPs utilization
+(achieved matmul FLOP/s over the device's own measured matmul rate, same dtype). Prints one
+row per check and exits 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+import mae_tutorial as mt
+from mae_tutorial import train as tr
+
+ROWS: list[tuple[str, str, str]] = []  # (check, result, detail)
+
+
+def check(name: str):
+    """Run a check, record its row; a failure is a row too (the script goes on)."""
+    def wrap(fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+                traceback.print_exc()
+                ROWS.append((name, "FAILED", f"{type(exc).__name__}: {str(exc)[:120]}"))
+                return None
+            seconds = time.perf_counter() - start
+            ROWS.append((name, "ok", f"{result} ({seconds:.0f} s)"))
+            return result
+        return run
+    return wrap
+
+
+def quiet(fn, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def config(args, out: Path, **kw) -> tr.TrainConfig:
+    steps = kw.pop("max_steps", args.steps)
+    return tr.TrainConfig(**{
+        "model": args.preset, "synthetic_size": args.images, "batch_size": args.batch,
+        "max_steps": steps, "checkpoint_every": steps, "log_every": steps, "progress": False,
+        "num_workers": 2, "device": args.device, "output_dir": str(out), **kw})
+
+
+def images_per_s(out: Path) -> float:
+    return [r for r in tr.read_metrics(out) if "images_per_s" in r][-1]["images_per_s"]
+
+
+def peak_memory_mb(device: torch.device) -> str:
+    if device.type != "cuda":
+        return "n/a on CPU"
+    return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB peak"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--small", action="store_true", help="tiny sizes (a CPU test)")
+    p.add_argument("--skip-compile", action="store_true",
+                   help="skip --compile (it takes minutes to compile on a CPU)")
+    args = p.parse_args()
+    device = mt.pick_device(args.device)
+    small = args.small
+    args.preset = "vit_mini_patch4" if small else "vit_tiny_patch4"
+    args.batch, args.steps = (32, 4) if small else (256, 60)
+    args.images = 512 if small else 20_000
+    work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {device} ({name}), torch {torch.__version__}, preset {args.preset}, "
+          f"batch {args.batch}, {args.steps} steps per run, dataset synthetic")
+
+    def train_row(tag: str, **kw) -> str:
+        out = work / tag
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        summary = quiet(tr.train, config(args, out, **kw))
+        assert summary["finished"] and summary["loss"] == summary["loss"], summary
+        return (f"loss {summary['loss']:.3f}, {images_per_s(out):.0f} images/s, "
+                f"{peak_memory_mb(device)}")
+
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    for amp in ("bf16", "fp16", "off"):
+        if amp == "bf16" and not bf16:
+            ROWS.append(("train amp=bf16", "skipped", "this GPU has no bf16"))
+            continue
+        check(f"train amp={amp}")(train_row)(f"amp_{amp}", amp=amp)
+    if not args.skip_compile:
+        check("train --compile")(train_row)("compiled", compile=True)
+    check("train pipeline=loader (DataLoader)")(train_row)("loader", pipeline="loader")
+
+    @check("checkpoint -> resume == uninterrupted")
+    def resume_equal() -> str:
+        whole, parts = work / "whole", work / "parts"
+        steps = 2 * args.steps
+        quiet(tr.train, config(args, whole, max_steps=steps, checkpoint_every=args.steps))
+        quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps,
+                               stop_after=args.steps))
+        quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps),
+              resume=True)
+        a = tr.read_training_checkpoint(whole / tr.CHECKPOINT)["model"]
+        b = tr.read_training_checkpoint(parts / tr.CHECKPOINT)["model"]
+        worst = max((a[k] - b[k]).abs().max().item() for k in a)
+        tolerance = 0.0 if device.type == "cpu" else 1e-3  # GPU kernels may reorder sums
+        assert worst <= tolerance, f"max |difference| {worst:.2e} > {tolerance}"
+        return f"max |weight difference| {worst:.1e} (tolerance {tolerance})"
+
+    resume_equal()
+
+    @check("bf16 checkpoint resumed with fp16")
+    def bf16_then_fp16() -> str:
+        out = work / "switch"
+        steps = 2 * args.steps
+        quiet(tr.train, config(args, out, max_steps=steps, amp="bf16" if bf16 else "off",
+                               stop_after=args.steps))
+        summary = quiet(tr.train, config(args, out, max_steps=steps, amp="fp16"), resume=True)
+        assert summary["finished"] and summary["loss"] == summary["loss"]
+        return f"loss {summary['loss']:.3f} after the switch"
+
+    bf16_then_fp16()
+
+    @check("torchrun --nproc_per_node=1")
+    def torchrun() -> str:
+        out = work / "torchrun"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=1", "-m", "mae_tutorial.train", "--model", args.preset,
+               "--synthetic-size", str(args.images), "--batch-size", str(args.batch),
+               "--max-steps", str(args.steps), "--no-progress", "--device", args.device,
+               "--output-dir", str(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-800:]
+        assert "x 1 processes" in done.stdout, done.stdout[-400:]
+        backend = "NCCL" if device.type == "cuda" else "gloo"
+        return f"{backend} process group, DDP, {images_per_s(out):.0f} images/s"
+
+    torchrun()
+
+    @check("evaluation: k-NN, fine-tuning")
+    def evaluation() -> str:
+        model = mt.mae_from_checkpoint(work / "amp_off" / tr.CHECKPOINT).to(device)
+        data = mt.data.load_dataset("synthetic", synthetic_size=args.images)
+        test = mt.data.load_dataset("synthetic", train=False)
+        test = mt.data.ImageSet(test.name, test.images[:500], test.labels[:500], test.classes,
+                                test.mean, test.std)
+        report = mt.evaluate.frozen_feature_report(model, data, test, probe_epochs=2)
+        tuned = mt.evaluate.finetune(data, test, model, epochs=1, batch_size=args.batch,
+                                     device=device)
+        return (f"k-NN {report['knn']:.1f}%, probe {report['linear_probe']:.1f}%, fine-tuned "
+                f"{tuned['accuracy']:.1f}% after {tuned['steps']} steps")
+
+    evaluation()
+
+    @check("speed against Hugging Face, and MFU")
+    def against_hf() -> str:
+        return speed_and_mfu("vit_mini_patch4" if small else "vit_base_patch16", device,
+                             8 if small else 64, 3 if small else 10)
+
+    against_hf()
+
+    width = max(len(r[0]) for r in ROWS)
+    print(f"\n{'check':<{width}}  result   detail")
+    for name_, result, detail in ROWS:
+        print(f"{name_:<{width}}  {result:<7}  {detail}")
+    failed = [r for r in ROWS if r[1] == "FAILED"]
+    print(f"\n{len(ROWS) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def speed_and_mfu(preset: str, device: torch.device, batch: int, steps: int) -> str:
+    """Training steps/s of ours and of HF's ViTMAEForPreTraining (same weights, same noise),
+    in the AMP dtype of the device, and our model FLOPs utilization."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    torch.manual_seed(0)
+    ours = mt.mae_from_preset(preset, norm_pix_loss=True).to(device).train()
+    cfg = ViTMAEConfig(**mt.hf.vitmae_config_kwargs(ours), mask_ratio=0.75)
+    theirs = ViTMAEForPreTraining(cfg).to(device).train()
+    theirs.load_state_dict(mt.to_hf_vitmae(ours.state_dict()), strict=True)
+    dtype = mt.optim.autocast_dtype(device, "auto")
+    size = ours.config["img_size"]
+    imgs = torch.randn(batch, 3, size, size, device=device)
+    noise = torch.rand(batch, ours.num_patches, device=device)
+
+    def step_of(model, call):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                loss = call()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    ours_step = step_of(ours, lambda: ours(imgs, 0.75, noise)[0])
+    theirs_step = step_of(theirs, lambda: theirs(pixel_values=imgs, noise=noise).loss)
+    with FlopCounterMode(display=False) as counter:
+        ours_step()
+    flops = counter.get_total_flops()
+
+    def rate(step) -> float:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return steps / (time.perf_counter() - start)
+
+    rates = {"ours": [], "hf": []}
+    for _ in range(2):  # interleaved
+        rates["ours"].append(rate(ours_step))
+        rates["hf"].append(rate(theirs_step))
+    r_ours, r_hf = max(rates["ours"]), max(rates["hf"])
+    n = 4096 if device.type == "cuda" else 512
+    a = torch.randn(n, n, device=device, dtype=dtype or torch.float32)
+    matmul = rate(lambda: a @ a) * 2 * n**3
+    achieved = r_ours * flops
+    return (f"{preset} batch {batch}: ours {r_ours * batch:.0f} img/s, HF {r_hf * batch:.0f} "
+            f"img/s ({r_ours / r_hf:.2f}x); {achieved / 1e12:.2f} TFLOP/s = "
+            f"{achieved / matmul:.0%} of a {n}^2 matmul ({matmul / 1e12:.1f} TFLOP/s, "
+            f"{dtype or torch.float32})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
