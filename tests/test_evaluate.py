@@ -150,3 +150,21 @@ def test_quick_budget_pretraining_beats_random_features(tmp_path):
     base = ev.frozen_feature_report(random_init, train_set, test_set, "mean", probe_epochs=30)
     assert ours["knn"] > base["knn"] + 3, (ours, base)
     assert ours["linear_probe"] > base["linear_probe"] + 2, (ours, base)
+
+
+def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):
+
+    seen = []
+    model = tiny()
+    real = model.encode
+
+    def encode(imgs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(imgs)
+
+    model.encode = encode
+    # as on a GPU with bf16: the features are computed under autocast
+    monkeypatch.setattr(mt.evaluate, "autocast_dtype", lambda device, amp: torch.bfloat16)
+    data = mt.data.load_dataset("synthetic", synthetic_size=16)
+    feats = mt.evaluate.extract_features(model, data, batch_size=8)
+    assert seen == [True, True] and feats.dtype == torch.float32

@@ -309,3 +309,19 @@ def test_gpu_failures_come_with_a_hint():
     assert "NCCL" in tr._hint(RuntimeError("NCCL error: unhandled system error"))
     assert "without --compile" in tr._hint(RuntimeError("BackendCompilerFailed: inductor"))
     assert tr._hint(RuntimeError("something else")) == ""
+
+
+def test_ddp_does_not_rebroadcast_the_constant_position_tables(tmp_path, monkeypatch):
+    made = {}
+
+    class RecordingDDP(torch.nn.Module):
+        def __init__(self, module, **kwargs):
+            super().__init__()
+            made.update(kwargs)
+            self.module = module
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")  # as under torchrun, one process
+    monkeypatch.setattr(tr.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(tr.nn.parallel, "DistributedDataParallel", RecordingDDP)
+    run = tr.setup(cfg(tmp_path))
+    assert isinstance(run.forward, RecordingDDP) and made["broadcast_buffers"] is False
