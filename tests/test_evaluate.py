@@ -153,7 +153,6 @@ def test_quick_budget_pretraining_beats_random_features(tmp_path):
 
 
 def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):
-
     seen = []
     model = tiny()
     real = model.encode
