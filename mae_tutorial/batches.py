@@ -1,16 +1,18 @@
-"""What every step of a run trains on (chapter 6): the data order, the augmentation and the
-masking noise, each drawn from its own seeded stream for the whole global batch, so a step is
-a pure function of (seed, step) and every process takes its share of the same batch."""
+"""What a run trains on (chapter 6): the training set (downloaded by one process under
+torchrun), and for every step the data order, the augmentation and the masking noise, each
+drawn from its own seeded stream for the whole global batch, so a step is a pure function of
+(seed, step) and every process takes its share of the same batch."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
+import torch.distributed as dist
 
 from .augment import AugmentedImages, DeviceAugment, loader_transform
 from .config import TrainConfig
-from .data import ImageSet
+from .data import ImageSet, load_dataset
 from .mae import MODEL_PRESETS
 from .runtime import derive_seed
 
@@ -94,3 +96,23 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
             yield imgs.to(device, non_blocking=True), noise_for(it)
 
 
+def load_training_data(cfg: TrainConfig, world: int, local_rank: int) -> ImageSet:
+    """The training set. Under torchrun, local rank 0 downloads CIFAR-10 while the other
+    processes wait at a barrier, then load what it wrote (without downloading): N processes
+    never write the same archive at once. Chapter 9."""
+    def load(download: bool) -> ImageSet:
+        return load_dataset(cfg.dataset, cfg.data_root, train=True, download=download,
+                            synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+
+    if world == 1 or cfg.dataset != "cifar10":
+        return load(download=True)
+    failure: Exception | None = None
+    if local_rank == 0:
+        try:
+            data = load(download=True)
+        except Exception as exc:  # let the others pass the barrier, then fail together
+            failure = exc
+    dist.barrier()
+    if failure is not None:
+        raise failure
+    return data if local_rank == 0 else load(download=False)

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .batches import step_batches
+from .batches import load_training_data, step_batches
 from .checkpoint import load_weights, read_checkpoint, save_checkpoint
 from .config import (
     TrainConfig,
@@ -43,7 +43,7 @@ from .config import (
     recovery_changes,
     to_tuple,
 )
-from .data import ImageSet, load_dataset
+from .data import ImageSet
 from .mae import MaskedAutoencoderViT, mae_from_preset
 from .optim import autocast_dtype, lr_at, param_groups
 from .runtime import enable_tf32, pick_device, rng_state, set_rng_state
@@ -279,28 +279,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Checks, files and random state
-
-
-def load_training_data(cfg: TrainConfig, world: int, local_rank: int) -> ImageSet:
-    """The training set. Under torchrun, local rank 0 downloads CIFAR-10 while the other
-    processes wait at a barrier, then load what it wrote (without downloading): N processes
-    never write the same archive at once. Chapter 9."""
-    def load(download: bool) -> ImageSet:
-        return load_dataset(cfg.dataset, cfg.data_root, train=True, download=download,
-                            synthetic_size=cfg.synthetic_size, seed=cfg.seed)
-
-    if world == 1 or cfg.dataset != "cifar10":
-        return load(download=True)
-    failure: Exception | None = None
-    if local_rank == 0:
-        try:
-            data = load(download=True)
-        except Exception as exc:  # let the others pass the barrier, then fail together
-            failure = exc
-    dist.barrier()
-    if failure is not None:
-        raise failure
-    return data if local_rank == 0 else load(download=False)
 
 
 def _trim_metrics(path: Path, step: int) -> None:

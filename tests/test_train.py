@@ -218,23 +218,23 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
 
 def test_cifar10_is_downloaded_by_one_process_while_the_others_wait(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(tr, "load_dataset",
+    monkeypatch.setattr(mt.batches, "load_dataset",
                         lambda *a, download, **k: calls.append(f"load download={download}"))
-    monkeypatch.setattr(tr.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(mt.batches.dist, "barrier", lambda: calls.append("barrier"))
     run = cfg(tmp_path, dataset="cifar10")
-    tr.load_training_data(run, world=2, local_rank=0)
+    mt.batches.load_training_data(run, world=2, local_rank=0)
     assert calls == ["load download=True", "barrier"]
     calls.clear()
-    tr.load_training_data(run, world=2, local_rank=1)
+    mt.batches.load_training_data(run, world=2, local_rank=1)
     assert calls == ["barrier", "load download=False"]
 
     def broken(*a, **k):
         raise RuntimeError("CIFAR-10 could not be loaded")
 
     calls.clear()
-    monkeypatch.setattr(tr, "load_dataset", broken)
+    monkeypatch.setattr(mt.batches, "load_dataset", broken)
     with pytest.raises(RuntimeError, match="could not be loaded"):
-        tr.load_training_data(run, world=2, local_rank=0)
+        mt.batches.load_training_data(run, world=2, local_rank=0)
     assert calls == ["barrier"]  # the others were released, not left waiting
 
 
