@@ -4,7 +4,8 @@
     python benchmarks/quick_recipe_sweep.py --only baseline lr3e-3 --seconds 60
 
 Each recipe pre-trains on `synthetic` for the same wall-clock budget on this machine (its speed
-is measured on a few warm-up steps, then the step count is set to fill `--seconds`), then its
+is measured by a 12-step run, then the step count is set so that the run, start-up included,
+fills `--seconds`), then its
 frozen features are judged as in `benchmarks/frozen_features.py`: k-NN and a linear probe on
 mean-pooled features (5,000 / 2,000 images) against the same encoder at random weights, and the
 held-out masked-patch loss as a fraction of predicting zeros.
@@ -46,12 +47,15 @@ def run(name: str, seconds: float, work: Path) -> dict[str, float]:
     mt.MODEL_PRESETS[preset] = {**MINI, **model_kw}
     base = dict(mt.config.TRAIN_PRESETS["quick"], model=preset, progress=False,
                 checkpoint_every=10**9, log_every=10**9, **train_kw)
-    probe = tr.TrainConfig(**{**base, "max_steps": 6, "output_dir": str(work / f"{name}_probe")})
+    probe = tr.TrainConfig(**{**base, "max_steps": 12, "output_dir": str(work / f"{name}_probe")})
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         tr.train(probe)
-    per_step = (time.perf_counter() - start) / 6  # includes start-up: a cautious estimate
-    steps = max(10, int(seconds / per_step))
+    startup = time.perf_counter() - start
+    rate = tr.read_metrics(work / f"{name}_probe")[-1]["images_per_s"]  # over its 12 steps
+    per_step = probe.batch_size / rate
+    startup -= 12 * per_step  # data generation, model, first-step set-up
+    steps = max(10, int((seconds - startup) / per_step))
     cfg = tr.TrainConfig(**{**base, "max_steps": steps, "output_dir": str(work / name)})
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
