@@ -26,17 +26,30 @@ import mae_tutorial as mt
 from mae_tutorial import train as tr
 from mae_tutorial.data import load_dataset
 from mae_tutorial.evaluate import frozen_feature_report, reconstruction_score
+from mae_tutorial.optim import autocast_dtype, cpu_has_native_bf16
 
 MINI = mt.MODEL_PRESETS["vit_mini_patch4"]
 # name: (model architecture overrides, training overrides)
 RECIPES: dict[str, tuple[dict, dict]] = {
     "baseline": ({}, {}),
+    "fp32": ({}, {"amp": "off"}),
     "lr3e-3": ({}, {"base_lr": 3e-3}),
     "lr6e-3": ({}, {"base_lr": 6e-3}),
     "batch64": ({}, {"batch_size": 64}),
+    "batch32": ({}, {"batch_size": 32}),
     "mask0.6": ({}, {"mask_ratio": 0.6}),
     "pixel-target": ({}, {"norm_pix_loss": False}),
     "data50k": ({}, {"synthetic_size": 50_000}),
+    "b64-data50k": ({}, {"batch_size": 64, "synthetic_size": 50_000}),
+    "b64-lr3e-3": ({}, {"batch_size": 64, "base_lr": 3e-3}),
+    "b64-dec1": ({"decoder_depth": 1}, {"batch_size": 64}),
+    "b64-warmup0.02": ({}, {"batch_size": 64, "warmup_fraction": 0.02}),
+    "b64-dec1-lr3e-3": ({"decoder_depth": 1}, {"batch_size": 64, "base_lr": 3e-3}),
+    "b64-dec1-lr4e-3": ({"decoder_depth": 1}, {"batch_size": 64, "base_lr": 4e-3}),
+    "b64-dec1-lr3e-3-mask0.85": ({"decoder_depth": 1},
+                                 {"batch_size": 64, "base_lr": 3e-3, "mask_ratio": 0.85}),
+    "b64-dec1-lr3e-3-w96": ({"decoder_depth": 1, "embed_dim": 96, "num_heads": 3},
+                            {"batch_size": 64, "base_lr": 3e-3}),
     "narrow-deep": ({"embed_dim": 96, "depth": 6, "num_heads": 4}, {}),
 }
 
@@ -83,13 +96,15 @@ def main() -> None:
                         help="pre-training wall-clock budget per recipe")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sweep_"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    amp = autocast_dtype(torch.device("cpu"), "auto")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, amp auto = "
+          f"{amp or 'fp32'} (native bf16: {cpu_has_native_bf16()}), "
           f"{args.seconds:.0f} s of pre-training per recipe, dataset synthetic")
-    print(f"{'recipe':<14}{'steps':>6}{'s':>6}{'k-NN':>7}{'gain':>7}{'probe':>7}{'gain':>7}"
+    print(f"{'recipe':<26}{'steps':>6}{'s':>6}{'k-NN':>7}{'gain':>7}{'probe':>7}{'gain':>7}"
           f"{'loss/zero':>11}")
     for name in args.only:
         r = run(name, args.seconds, work)
-        print(f"{name:<14}{r['steps']:>6}{r['seconds']:>6.0f}{r['knn']:>7.1f}{r['knn_gain']:>+7.1f}"
+        print(f"{name:<26}{r['steps']:>6}{r['seconds']:>6.0f}{r['knn']:>7.1f}{r['knn_gain']:>+7.1f}"
               f"{r['probe']:>7.1f}{r['probe_gain']:>+7.1f}{r['loss_ratio']:>11.2f}", flush=True)
 
 

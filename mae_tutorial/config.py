@@ -44,8 +44,9 @@ class TrainConfig:
     beta2: float = _f(0.95, "AdamW beta2 (0.95, as the paper)")
     clip_grad: float | None = _f(None, "clip the gradient norm to this value (off if None)")
     # how to run
-    amp: str = _f("auto", "mixed precision: auto (bf16 if the GPU has it, else fp16 with a "
-                          "gradient scaler; fp32 on CPU), bf16, fp16 or off")
+    amp: str = _f("auto", "mixed precision: auto (bf16 on GPUs that have it, else fp16 with "
+                          "a gradient scaler; bf16 on CPUs with native bf16, else fp32), "
+                          "bf16, fp16 or off")
     compile: bool = _f(False, "torch.compile the model (slow start, faster steps on GPUs)")
     pipeline: str = _f("device", "augmentation: 'device' (batched on the device, whole dataset "
                                  "in device memory) or 'loader' (DataLoader + torchvision)")

@@ -54,12 +54,23 @@ def layer_decay_groups(model: nn.Module, weight_decay: float,
     return list(groups.values())
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). Without
+    it, a bf16 matrix product is emulated and can be ~100x slower than fp32 (measured on an
+    AVX2-only machine; benchmarks/README.md)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The mixed-precision dtype for this hardware and setting (None: full fp32) (chapter 6).
     `auto`: bf16 on GPUs that have it (compute capability 8.0, Ampere, and newer), fp16 on
-    older ones such as Colab's T4 (7.5), fp32 elsewhere."""
+    older ones such as Colab's T4 (7.5); bf16 on CPUs with native bf16 matrix products
+    (`cpu_has_native_bf16`), fp32 on other CPUs and on Apple's MPS."""
     if amp not in ("auto", "bf16", "fp16", "off"):
         raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
+    if amp == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":

@@ -46,9 +46,13 @@ def test_no_weight_decay_on_norms_and_biases():
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
-def test_mixed_precision_choice():
+def test_mixed_precision_choice(monkeypatch):
     cpu = torch.device("cpu")
+    monkeypatch.setattr(mt.optim, "cpu_has_native_bf16", lambda: False)  # e.g. AVX2 only
     assert mt.optim.autocast_dtype(cpu, "auto") is None
+    monkeypatch.setattr(mt.optim, "cpu_has_native_bf16", lambda: True)  # AVX512-BF16, AMX
+    assert mt.optim.autocast_dtype(cpu, "auto") == torch.bfloat16
+    assert mt.optim.autocast_dtype(torch.device("mps"), "auto") is None
     assert mt.optim.autocast_dtype(cpu, "off") is None
     assert mt.optim.autocast_dtype(cpu, "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="amp must be"):

@@ -28,6 +28,22 @@ def test_attention_equals_the_formula_written_out():
     assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 10))
 
 
+def test_attention_under_cpu_bf16_autocast_takes_the_written_out_path_and_agrees():
+    torch.manual_seed(0)
+    attn = Attention(dim=64, num_heads=4)
+    x = torch.randn(8, 17, 64, requires_grad=True)
+    reference = attn(x)
+    reference.sum().backward()
+    grad_fp32, x.grad = x.grad, None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attn(x)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), reference, atol=0.05)  # bf16 keeps ~3 digits
+    assert torch.allclose(x.grad, grad_fp32, atol=0.05)
+    assert (out.float() - reference).abs().mean() < 0.01
+
+
 def test_block_is_pre_norm_residual():
     torch.manual_seed(0)
     block = Block(dim=16, num_heads=2)

@@ -1,0 +1,85 @@
+"""Pre-train once, use many times: the cached pre-training run that chapters share.
+
+Chapters 5 to 9 look at the same quick MAE from different sides (its loss, its training, its
+features). Each calls `pretrain_once("quick")`: the first call trains it, as
+`python -m mae_tutorial.train --preset quick` would, and later calls load it. The cache key
+hashes the run's settings, the package's source code, torch's version and the mixed-precision
+dtype this machine resolves, so a change to any of them trains anew (and the older run of the
+same settings is removed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import mae_from_checkpoint
+from .config import SESSION_FIELDS, TrainConfig, config_from_preset
+from .mae import MaskedAutoencoderViT
+from .optim import autocast_dtype
+from .runtime import pick_device
+from .train import CHECKPOINT, train
+
+
+def run_key(cfg: TrainConfig) -> str:
+    """A short hash of everything a run's result depends on, as '<settings>-<code>': its
+    settings (but not where or how it is shown), then the package's code, torch's version
+    and the resolved mixed precision."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SESSION_FIELDS}
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    amp = autocast_dtype(pick_device(cfg.device), cfg.amp)
+    digest.update(f"{torch.__version__} {amp}".encode())
+    setting_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return f"{setting_key[:10]}-{digest.hexdigest()[:10]}"
+
+
+def pretrain_once(
+    preset: str = "quick", cache: str | Path = "runs/cache", **overrides: Any
+) -> tuple[MaskedAutoencoderViT, Path]:
+    """The MAE pre-trained by a training preset (with `overrides`), trained on the first call
+    and loaded from `cache` afterwards; returns (model in eval mode on the run's device, run
+    folder with checkpoint.pth and metrics.jsonl). Chapters 5-9.
+
+    Training happens in `<key>.partial` and the folder is renamed when it ends, so an
+    interrupted run is continued (`--resume`), never mistaken for a finished one."""
+    cfg = config_from_preset(preset, progress=False, **overrides)
+    key = f"{preset}-{run_key(cfg)}"
+    cache = Path(cache)
+    done = cache / key
+    if (done / CHECKPOINT).exists():
+        print(f"pre-trained '{preset}' model loaded from {done} (trained earlier with the same "
+              "settings and package code)")
+    else:
+        partial = cache / f"{key}.partial"
+        cfg = dataclasses.replace(cfg, output_dir=str(partial))
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            summary = train(cfg, resume=(partial / CHECKPOINT).exists())
+        partial.rename(done)
+        settings = key.rsplit("-", 1)[0]
+        for stale in cache.glob(f"{settings}-*"):  # the same settings run by older code
+            if stale != done:
+                shutil.rmtree(stale, ignore_errors=True)
+        print(f"pre-trained '{preset}': {summary['steps']} steps on {cfg.dataset} in "
+              f"{time.perf_counter() - start:.0f} s, saved in {done}")
+    model = mae_from_checkpoint(done / CHECKPOINT).to(pick_device(cfg.device)).eval()
+    return model, done
+
+
+def book_model(budget: str) -> tuple[MaskedAutoencoderViT, Path]:
+    """The MAE the chapters share (landing page, chapters 5-9): the `quick` training preset,
+    5 epochs in the quick budget (CPU), 50 in the full one (GPU); see `pretrain_once`."""
+    if budget not in ("quick", "full"):
+        raise ValueError(f"budget must be 'quick' or 'full', got {budget!r}")
+    return pretrain_once("quick", epochs=5 if budget == "quick" else 50)

@@ -1,0 +1,65 @@
+import dataclasses
+
+import pytest
+
+import mae_tutorial as mt
+from mae_tutorial import runs
+from mae_tutorial.train import CHECKPOINT
+
+SMALL = dict(synthetic_size=256, batch_size=32, max_steps=3, checkpoint_every=1, log_every=1)
+
+
+def test_trains_once_then_loads_the_same_model(tmp_path, capsys):
+    model, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    assert "3 steps on synthetic" in capsys.readouterr().out
+    assert (run / CHECKPOINT).exists() and len(mt.train.read_metrics(run)) == 3
+    again, run_again = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    assert "loaded from" in capsys.readouterr().out and run_again == run
+    assert not again.training
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(),
+                            strict=True):
+        assert a.equal(b), name
+
+
+def test_a_changed_setting_trains_anew_and_replaces_the_stale_run(tmp_path, capsys):
+    _, first = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    _, second = runs.pretrain_once("quick", cache=tmp_path, **{**SMALL, "max_steps": 2})
+    assert second != first and "2 steps" in capsys.readouterr().out
+    assert first.exists() and second.exists()  # other settings: both kept
+    # where and how a run is shown is not part of its key
+    cfg = mt.config.config_from_preset("quick", **SMALL)
+    shown = mt.config.config_from_preset("quick", **SMALL, output_dir="elsewhere", log_every=3)
+    assert runs.run_key(cfg) == runs.run_key(shown)
+    assert runs.run_key(cfg) != runs.run_key(mt.config.config_from_preset(
+        "quick", **{**SMALL, "mask_ratio": 0.5}))
+
+
+def test_a_changed_package_trains_anew_and_removes_the_stale_run(tmp_path, monkeypatch):
+    cfg = mt.config.config_from_preset("quick", **SMALL)
+    _, old = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
+    fake = tmp_path / "pkg"
+    fake.mkdir()
+    (fake / "runs.py").write_text("# another version of the package\n")
+    before = runs.run_key(cfg)
+    monkeypatch.setattr(runs, "__file__", str(fake / "runs.py"))
+    after = runs.run_key(cfg)
+    assert after != before and after.split("-")[0] == before.split("-")[0]  # same settings
+    _, new = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
+    assert new != old and new.exists() and not old.exists()
+
+
+def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path, capsys):
+    cfg = mt.config.config_from_preset("quick", progress=False, **SMALL)
+    key = f"quick-{runs.run_key(cfg)}"
+    partial = tmp_path / f"{key}.partial"
+    mt.train.train(dataclasses.replace(cfg, output_dir=str(partial), stop_after=2))
+    _, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    assert run == tmp_path / key and not partial.exists()
+    steps = [m["step"] for m in mt.train.read_metrics(run)]
+    assert steps == [1, 2, 3]  # steps 1-2 from the interrupted session, 3 from the resume
+    assert "3 steps" in capsys.readouterr().out
+
+
+def test_unknown_preset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset"):
+        runs.pretrain_once("medium", cache=tmp_path)
