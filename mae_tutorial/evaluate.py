@@ -26,7 +26,7 @@ from .augment import DeviceAugment
 from .checkpoint import mae_from_checkpoint, vit_from_mae
 from .data import DATASETS, ImageSet, load_dataset, normalize
 from .mae import MaskedAutoencoderViT, normalize_patches
-from .optim import autocast_dtype, layer_decay_groups, lr_at
+from .optim import adamw, autocast_dtype, layer_decay_groups, lr_at
 from .patches import patchify, unpatchify
 from .runtime import enable_tf32, pick_device
 from .vit import VisionTransformer, ViTEncoder
@@ -228,7 +228,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate)
     model.to(device)
     groups = layer_decay_groups(model, weight_decay, layer_decay)
-    opt = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999))
+    opt = adamw(groups, (0.9, 0.999), device)
     enable_tf32(device)
     scaler = torch.amp.GradScaler(device.type,
                                   enabled=autocast_dtype(device, "auto") == torch.float16)

@@ -54,10 +54,18 @@ def layer_decay_groups(model: nn.Module, weight_decay: float,
     return list(groups.values())
 
 
+def adamw(groups: list[dict[str, Any]], betas: tuple[float, float],
+          device: torch.device) -> torch.optim.AdamW:
+    """AdamW over `groups` (learning rates are set at every step). Fused into one kernel on
+    CPUs and CUDA GPUs: on a CPU PyTorch otherwise updates the parameters one by one, 5x
+    slower for the quick model (benchmarks/README.md). Chapter 6."""
+    return torch.optim.AdamW(groups, lr=0.0, betas=betas, fused=device.type in ("cpu", "cuda"))
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). Without
     it, a bf16 matrix product is emulated and can be ~100x slower than fp32 (measured on an
-    AVX2-only machine; benchmarks/README.md)."""
+    AVX2-only machine; benchmarks/README.md). Chapter 6."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 

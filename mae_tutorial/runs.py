@@ -33,7 +33,7 @@ from .train import CHECKPOINT, train
 def run_key(cfg: TrainConfig) -> str:
     """A short hash of everything a run's result depends on, as '<settings>-<code>': its
     settings (but not where or how it is shown), then the package's code, torch's version
-    and the resolved mixed precision."""
+    and the resolved mixed precision. Chapter 6."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SESSION_FIELDS}
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):

@@ -45,7 +45,7 @@ from .config import (
 )
 from .data import ImageSet
 from .mae import MaskedAutoencoderViT, mae_from_preset
-from .optim import autocast_dtype, lr_at, param_groups
+from .optim import adamw, autocast_dtype, lr_at, param_groups
 from .runtime import enable_tf32, pick_device, rng_state, set_rng_state
 
 CHECKPOINT = "checkpoint.pth"
@@ -120,8 +120,7 @@ def setup(cfg: TrainConfig) -> Run:
     data = load_training_data(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     model = mae_from_preset(cfg.model, norm_pix_loss=cfg.norm_pix_loss).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=0.0,
-                                  betas=(cfg.beta1, cfg.beta2))
+    optimizer = adamw(param_groups(model, cfg.weight_decay), (cfg.beta1, cfg.beta2), device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     forward: nn.Module = model
@@ -176,7 +175,7 @@ def train_step(run: Run, step: int, batches: Iterator[tuple[torch.Tensor, torch.
         with (nullcontext() if sync else run.forward.no_sync()), torch.autocast(
                 run.device.type, dtype=run.amp_dtype or torch.float32,
                 enabled=run.amp_dtype is not None):
-            loss = run.forward(imgs, cfg.mask_ratio, noise)[0]
+            loss = run.forward(imgs, cfg.mask_ratio, noise, loss_on_all=cfg.loss_on_all)[0]
         run.scaler.scale(loss / cfg.accum_steps).backward()
         loss_sum += loss.detach()
     loss = loss_sum / cfg.accum_steps

@@ -91,6 +91,18 @@ def test_loss_is_mse_on_removed_patches_only(norm_pix_loss):
         assert model.forward_loss(imgs, pred_removed, mask) > loss
 
 
+def test_loss_on_all_scores_every_patch_the_wrong_variant():
+    model = tiny()
+    imgs = torch.rand(2, 3, 32, 32)
+    noise = torch.rand(2, 16)
+    with torch.no_grad():
+        loss, pred, mask = model(imgs, 0.75, noise)
+        loss_all, pred_all, mask_all = model(imgs, 0.75, noise, loss_on_all=True)
+        assert torch.equal(pred, pred_all) and torch.equal(mask, mask_all)
+        every = ((pred - model.patch_targets(imgs)) ** 2).mean()
+        assert torch.allclose(loss_all, every, atol=1e-6) and not torch.isclose(loss_all, loss)
+
+
 def test_norm_pix_target_is_standardized_per_patch():
     model = tiny(norm_pix_loss=True)
     target = model.patch_targets(torch.rand(2, 3, 32, 32) * 4 + 7)

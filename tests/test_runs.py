@@ -28,7 +28,8 @@ def test_a_changed_setting_trains_anew_and_replaces_the_stale_run(tmp_path, caps
     assert first.exists() and second.exists()  # other settings: both kept
     # where and how a run is shown is not part of its key
     cfg = mt.config.config_from_preset("quick", **SMALL)
-    shown = mt.config.config_from_preset("quick", **SMALL, output_dir="elsewhere", log_every=3)
+    shown = mt.config.config_from_preset("quick", **{**SMALL, "output_dir": "elsewhere",
+                                                     "log_every": 3})
     assert runs.run_key(cfg) == runs.run_key(shown)
     assert runs.run_key(cfg) != runs.run_key(mt.config.config_from_preset(
         "quick", **{**SMALL, "mask_ratio": 0.5}))

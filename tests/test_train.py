@@ -192,7 +192,9 @@ def test_killing_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_two_processes_train_the_same_model_as_one(tmp_path):
-    common = ["--max-steps", "3", "--checkpoint-every", "3"]
+    # in fp32: bf16 autocast (the default on CPUs with native bf16) rounds differently when
+    # the batch is split, by more than the tolerance below
+    common = ["--max-steps", "3", "--checkpoint-every", "3", "--amp", "off"]
     one = subprocess.run(_cli(*common, "--output-dir", str(tmp_path / "one")),
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
