@@ -9,7 +9,8 @@
 
 It prints the step's FLOP rate as a fraction of the fp32 matmul rate (and of the bf16 one).
 
-    python benchmarks/cpu_limit.py [--model vit_mini_patch4] [--batch-size 128] [--rounds 5]
+    python benchmarks/cpu_limit.py [--model vit_mini_patch4] [--batch-size 64] [--rounds 5]
+    python benchmarks/cpu_limit.py --before   # also without what the package does for speed
 """
 
 from __future__ import annotations
@@ -65,41 +66,86 @@ def matmul_rate(shapes: collections.Counter, dtype: torch.dtype, reps: int = 20)
     return flops / seconds
 
 
-def make_run(model: str, batch: int, amp: str, steps: int) -> tuple[tr.Run, object]:
+# mode: (amp, what is undone to show what it was worth)
+MODES = {
+    "fp32": ("off", None),
+    "bf16 autocast": ("bf16", None),
+    "fp32, per-parameter AdamW": ("off", "unfused-adamw"),
+    "bf16, fused attention kernel": ("bf16", "sdpa-in-bf16"),
+    "fp32, torch.compile": ("off", "compile"),
+}
+
+
+def make_run(model: str, batch: int, amp: str, steps: int, undo: str | None):
     cfg = mt.config.config_from_preset(
         "quick", model=model, batch_size=batch, amp=amp, max_steps=steps, progress=False,
-        output_dir=tempfile.mkdtemp(prefix="cpu_limit_"))
+        output_dir=tempfile.mkdtemp(prefix="cpu_limit_"), compile=undo == "compile")
     with contextlib.redirect_stdout(io.StringIO()):
         run = tr.setup(cfg)
+    if undo == "unfused-adamw":  # PyTorch's default on a CPU: one parameter at a time
+        run.optimizer = torch.optim.AdamW(mt.optim.param_groups(run.model, cfg.weight_decay),
+                                          lr=0.0, betas=(cfg.beta1, cfg.beta2))
     return run, step_batches(cfg, run.data, run.device, 0, steps, run.rank, run.world)
+
+
+@contextlib.contextmanager
+def undone(undo: str | None):
+    """Within it, `Attention` uses PyTorch's fused kernel even under CPU bf16."""
+    if undo != "sdpa-in-bf16":
+        yield
+        return
+    written_out = mt.vit.Attention.forward
+
+    def fused(self, x):
+        q, k, v = self._qkv(x)
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).flatten(2))
+
+    mt.vit.Attention.forward = fused
+    try:
+        yield
+    finally:
+        mt.vit.Attention.forward = written_out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="vit_mini_patch4", choices=sorted(mt.MODEL_PRESETS))
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--before", action="store_true",
+                        help="also time the step without fused AdamW, and bf16 with the fused "
+                             "attention kernel (what the package does differently)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time fp32 under torch.compile (its first step compiles: "
+                             "about a minute here)")
     args = parser.parse_args()
     native = cpu_has_native_bf16()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native}, "
           f"model {args.model}, batch {args.batch_size}, dataset synthetic")
-
-    modes = ["off"] + (["bf16"] if native else [])
+    wanted = {None} | ({"unfused-adamw", "sdpa-in-bf16"} if args.before else set()) | (
+        {"compile"} if args.compile else set())
+    modes = [m for m in MODES if (native or MODES[m][0] == "off") and MODES[m][1] in wanted]
     total = 2 + args.rounds * args.steps + 2
-    runs = {amp: make_run(args.model, args.batch_size, amp, total) for amp in modes}
+    runs = {m: make_run(args.model, args.batch_size, MODES[m][0], total, MODES[m][1])
+            for m in modes}
 
     # one step's FLOPs and matrix-product shapes (fp32), after a warm-up step
-    run, batches = runs["off"]
+    run, batches = runs["fp32"]
     tr.train_step(run, 0, batches)
     shapes = MatmulShapes()
     with FlopCounterMode(display=False) as counter, shapes:
         tr.train_step(run, 1, batches)
     flops = counter.get_total_flops()
-    if native:  # its two warm-up steps
-        for i in range(2):
-            tr.train_step(runs["bf16"][0], i, runs["bf16"][1])
+    for m in modes[1:]:  # their two warm-up steps (bf16 kernels are built on first use)
+        with undone(MODES[m][1]):
+            start = time.perf_counter()
+            for i in range(2):
+                tr.train_step(runs[m][0], i, runs[m][1])
+        if MODES[m][1] == "compile":
+            print(f"torch.compile: the first two steps took {time.perf_counter() - start:.0f} s")
     peak = {"off": matmul_rate(shapes.shapes, torch.float32)}
     if native:
         peak["bf16"] = matmul_rate(shapes.shapes, torch.bfloat16)
@@ -109,29 +155,27 @@ def main() -> None:
         print(f"this machine's matmul rate at those shapes, {'fp32' if amp == 'off' else amp}: "
               f"{rate / 1e9:6.1f} GFLOP/s")
 
-    speed: dict[str, list[float]] = {amp: [] for amp in modes}
-    step = {amp: 2 for amp in modes}
-    for _ in range(args.rounds):  # interleaved, so that both see the same machine
-        for amp in modes:
-            run, batches = runs[amp]
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                loss, _ = tr.train_step(run, step[amp], batches)
-                step[amp] += 1
-            loss.item()
-            speed[amp].append(args.steps * args.batch_size / (time.perf_counter() - start))
-    for amp in modes:
-        ips = statistics.median(speed[amp])
+    speed: dict[str, list[float]] = {m: [] for m in modes}
+    step = dict.fromkeys(modes, 2)
+    for _ in range(args.rounds):  # interleaved, so that all see the same machine
+        for m in modes:
+            run, batches = runs[m]
+            with undone(MODES[m][1]):
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    loss, _ = tr.train_step(run, step[m], batches)
+                    step[m] += 1
+                loss.item()
+            speed[m].append(args.steps * args.batch_size / (time.perf_counter() - start))
+    fp32 = statistics.median(speed["fp32"])
+    for m in modes:
+        ips = statistics.median(speed[m])
         achieved = ips / args.batch_size * flops
-        name = "fp32" if amp == "off" else "bf16 autocast"
-        print(f"training step, {name:<13}: {ips:6.0f} images/s (rounds: "
-              f"{', '.join(f'{s:.0f}' for s in speed[amp])}), {achieved / 1e9:5.1f} GFLOP/s = "
+        amp = MODES[m][0]
+        print(f"{m:<29}: {ips:5.0f} images/s ({ips / fp32:.2f}x fp32; rounds "
+              f"{', '.join(f'{s:.0f}' for s in speed[m])}), {achieved / 1e9:5.1f} GFLOP/s = "
               f"{achieved / peak['off']:.0%} of the fp32 matmul rate"
               + (f", {achieved / peak[amp]:.0%} of the bf16 one" if amp != "off" else ""))
-    if native:
-        ratio = statistics.median(speed["bf16"]) / statistics.median(speed["off"])
-        print(f"bf16 autocast / fp32: {ratio:.2f}x images/s")
-
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,9 @@
 """Our MaskedAutoencoderViT against Hugging Face's ViTMAEForPreTraining, in one process.
 
 Prints, for the same weights and noise: the largest absolute differences (mask, encoder output,
-predictions, loss), then the speed of a training step (forward + backward) of each, in
-images per second, and their ratio.
+predictions, loss), then the speed of a training step (forward, backward and the same fused
+AdamW step) of each, in images per second and as a ratio: the two interleaved over `--rounds`,
+median; in fp32, and under bf16 autocast where the CPU has native bf16 (or on a GPU).
 
     python benchmarks/peer_hf.py [--preset vit_tiny_patch4] [--batch-size 64] [--steps 5]
 """
@@ -10,6 +11,8 @@ images per second, and their ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import time
 
 import torch
@@ -17,10 +20,10 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 import mae_tutorial as mt
 from mae_tutorial.hf import vitmae_config_kwargs
+from mae_tutorial.optim import adamw, cpu_has_native_bf16
 
 
 def images_per_second(step, batch_size: int, steps: int) -> float:
-    step()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -31,7 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="vit_tiny_patch4", choices=sorted(mt.MODEL_PRESETS))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -57,19 +61,34 @@ def main() -> None:
     print(f"|loss diff|        {abs(loss.item() - out.loss.item()):.2e}  (loss {loss.item():.4f})")
 
     ours.train(), theirs.train()
+    device = torch.device("cpu")
+    optimizers = {name: adamw([{"params": list(m.parameters()), "weight_decay": 0.05}],
+                              (0.9, 0.95), device) for name, m in (("ours", ours),
+                                                                    ("theirs", theirs))}
 
-    def step_ours():
-        ours(imgs, 0.75, noise)[0].backward()
+    def step(name: str, dtype: torch.dtype | None) -> None:
+        amp = (torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext())
+        with amp:
+            loss = (ours(imgs, 0.75, noise)[0] if name == "ours"
+                    else theirs(pixel_values=imgs, noise=noise).loss)
+        loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
 
-    def step_theirs():
-        theirs(pixel_values=imgs, noise=noise).loss.backward()
-
-    ips_ours = images_per_second(step_ours, args.batch_size, args.steps)
-    ips_theirs = images_per_second(step_theirs, args.batch_size, args.steps)
-    print(f"train step, ours:         {ips_ours:8.1f} images/s")
-    print(f"train step, transformers: {ips_theirs:8.1f} images/s")
-    print(f"ratio ours / transformers: {ips_ours / ips_theirs:.2f}")
-
+    modes = [("fp32", None)] + ([("bf16 autocast", torch.bfloat16)]
+                                if cpu_has_native_bf16() else [])
+    for label, dtype in modes:
+        speed: dict[str, list[float]] = {"ours": [], "theirs": []}
+        for name in speed:  # warm-up
+            step(name, dtype)
+        for _ in range(args.rounds):  # interleaved: both see the same machine
+            for name in speed:
+                speed[name].append(images_per_second(lambda n=name, d=dtype: step(n, d),
+                                                     args.batch_size, args.steps))
+        ips = {name: statistics.median(v) for name, v in speed.items()}
+        print(f"{label}: train step, ours {ips['ours']:.0f} images/s, transformers "
+              f"{ips['theirs']:.0f} images/s, ratio ours / transformers "
+              f"{ips['ours'] / ips['theirs']:.2f} (median of {args.rounds} rounds)")
 
 if __name__ == "__main__":
     main()

@@ -64,3 +64,8 @@ def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path, capsys)
 def test_unknown_preset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown preset"):
         runs.pretrain_once("medium", cache=tmp_path)
+
+
+def test_book_model_needs_a_known_budget():
+    with pytest.raises(ValueError, match="budget must be"):
+        runs.book_model("medium")
