@@ -50,6 +50,20 @@ def show_images(imgs: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[st
     return fig
 
 
+def show_rows(rows: Mapping[str, torch.Tensor], mean, std, size: float = 1.3):
+    """One row of images per entry of `rows` (name -> (N, C, H, W) in the dataset's normalized
+    space, e.g. the panels of `evaluate.reconstruct`), un-normalized with `mean` and `std`,
+    the row's name over its first image; returns the figure. Chapters 5-7."""
+    from .data import denormalize
+
+    pixels = [denormalize(r.detach().float().cpu(), mean, std).clamp(0, 1)
+              for r in rows.values()]
+    n = len(pixels[0])
+    titles = [name if i == 0 else "" for name in rows for i in range(n)]
+    return show_images([row[i] for row in pixels for i in range(n)], titles, ncols=n,
+                       size=size)
+
+
 def draw_patch_grid(ax, img_size: int, patch_size: int, color: str = "white") -> None:
     """Draw the patch boundaries over an image already shown on `ax`. Chapters 1 and 2."""
     for k in range(0, img_size + 1, patch_size):

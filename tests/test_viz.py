@@ -26,6 +26,16 @@ def test_show_images_and_metrics_plot():
     assert ax.get_yscale() == "log"
 
 
+def test_show_rows_draws_one_row_per_entry_in_pixel_space():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    pixels = torch.rand(3, 3, 8, 8)
+    normalized = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    fig = viz.show_rows({"original": normalized, "twice": normalized}, mean, std)
+    assert [ax.get_title() for ax in fig.axes] == ["original", "", "", "twice", "", ""]
+    shown = fig.axes[4].get_images()[0].get_array()  # second row, second image
+    assert torch.allclose(torch.tensor(shown).permute(2, 0, 1).float(), pixels[1], atol=1e-5)
+
+
 def test_image_bytes_encodes_the_pixels():
     import io
 
