@@ -17,6 +17,7 @@ import io
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,24 +58,48 @@ def pretrain_once(
     key = f"{preset}-{run_key(cfg)}"
     cache = Path(cache)
     done = cache / key
-    if (done / CHECKPOINT).exists():
-        print(f"pre-trained '{preset}' model loaded from {done} (trained earlier with the same "
-              "settings and package code)")
-    else:
-        partial = cache / f"{key}.partial"
-        cfg = dataclasses.replace(cfg, output_dir=str(partial))
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            summary = train(cfg, resume=(partial / CHECKPOINT).exists())
-        partial.rename(done)
-        settings = key.rsplit("-", 1)[0]
-        for stale in cache.glob(f"{settings}-*"):  # the same settings run by older code
-            if stale != done:
-                shutil.rmtree(stale, ignore_errors=True)
-        print(f"pre-trained '{preset}': {summary['steps']} steps on {cfg.dataset} in "
-              f"{time.perf_counter() - start:.0f} s, saved in {done}")
+    cache.mkdir(parents=True, exist_ok=True)
+    with _exclusive(cache / f"{key}.lock"):  # one process trains; the others wait, then load
+        if (done / CHECKPOINT).exists():
+            print(f"pre-trained '{preset}' model loaded from {done} (trained earlier with the "
+                  "same settings and package code)")
+        else:
+            _train_into(cfg, cache, key, preset)
     model = mae_from_checkpoint(done / CHECKPOINT).to(pick_device(cfg.device)).eval()
     return model, done
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a no-op where `fcntl` does not exist: Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_into(cfg: TrainConfig, cache: Path, key: str, preset: str) -> None:
+    """Train `cfg` in `<key>.partial` (resuming an interrupted attempt), rename it `<key>`,
+    and remove the runs of the same settings by older code."""
+    partial, done = cache / f"{key}.partial", cache / key
+    cfg = dataclasses.replace(cfg, output_dir=str(partial))
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = train(cfg, resume=(partial / CHECKPOINT).exists())
+    partial.rename(done)
+    settings = key.rsplit("-", 1)[0]
+    for stale in cache.glob(f"{settings}-*"):
+        if not stale.name.startswith(key):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    print(f"pre-trained '{preset}': {summary['steps']} steps on {cfg.dataset} in "
+          f"{time.perf_counter() - start:.0f} s, saved in {done}")
 
 
 def book_model(budget: str, **overrides: Any) -> tuple[MaskedAutoencoderViT, Path]:

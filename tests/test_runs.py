@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -47,6 +49,18 @@ def test_a_changed_package_trains_anew_and_removes_the_stale_run(tmp_path, monke
     assert after != before and after.split("-")[0] == before.split("-")[0]  # same settings
     _, new = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
     assert new != old and new.exists() and not old.exists()
+    assert not (tmp_path / "cache" / f"{old.name}.lock").exists()
+
+
+def test_two_processes_asking_at_once_train_once(tmp_path):
+    code = (f"import mae_tutorial as mt; mt.runs.pretrain_once('quick', cache=r'{tmp_path}', "
+            "synthetic_size=256, batch_size=32, max_steps=3)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted("loaded from" in out for out in outputs) == [False, True], outputs
+    assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 1
 
 
 def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path, capsys):
