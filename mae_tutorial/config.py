@@ -26,7 +26,8 @@ class TrainConfig:
     data_root: str = _f("data", "folder where datasets are stored or downloaded")
     synthetic_size: int = _f(50_000, "number of images in the synthetic training set")
     model: str = _f("vit_tiny_patch4", f"model preset, one of {sorted(MODEL_PRESETS)}")
-    norm_pix_loss: bool = _f(True, "predict per-patch normalized pixels (the paper's target)")
+    norm_pix_loss: bool = _f(True, "predict per-patch normalized pixels (the paper's best target; "
+                                   "its ablations' default is raw pixels)")
     mask_ratio: float = _f(0.75, "fraction of patches removed from every image")
     loss_on_all: bool = _f(False, "score every patch, visible ones too (a worse variant, not "
                                   "MAE's loss; chapter 5)")
