@@ -182,3 +182,42 @@ def test_demo_photos_are_real_photographs():
     with pytest.raises(ValueError, match="unknown photo"):
         from mae_tutorial.data import load_photo
         load_photo("mona lisa")
+
+
+def test_photo_crops_shapes_determinism_and_split():
+    from mae_tutorial.data import PHOTO_HELD_OUT, PHOTO_TEST_SIZE, PHOTOS, make_photo_crops
+
+    imgs, labels = make_photo_crops(300, seed=0)
+    assert imgs.shape == (300, 3, 32, 32) and imgs.dtype == torch.uint8
+    again, again_labels = make_photo_crops(300, seed=0)
+    assert torch.equal(imgs, again) and torch.equal(labels, again_labels)
+    assert not torch.equal(make_photo_crops(300, seed=1)[0], imgs)
+    longer, _ = make_photo_crops(400, seed=0)  # more crops extend the same sequence
+    assert torch.equal(longer[:300], imgs)
+    # every training photograph is cropped, the held-out one never
+    held_out = PHOTOS.index(PHOTO_HELD_OUT)
+    assert set(labels.tolist()) == set(range(len(PHOTOS))) - {held_out}
+    train = load_dataset("photos", synthetic_size=300)
+    test = load_dataset("photos", train=False)
+    assert torch.equal(train.images, imgs) and train.classes == PHOTOS
+    assert len(test) == PHOTO_TEST_SIZE and (test.labels == held_out).all()
+    # no test crop equals a training crop
+    train_rows = {bytes(x.numpy()) for x in make_photo_crops(5000, seed=0)[0]}
+    assert not any(bytes(x.numpy()) in train_rows for x in test.images)
+    with pytest.raises(ValueError, match="split must be"):
+        make_photo_crops(10, split="val")
+
+
+def test_photo_crops_are_varied_and_match_their_statistics():
+    from mae_tutorial.data import make_photo_crops
+
+    imgs, _ = make_photo_crops(5000, seed=0)
+    x = imgs.float() / 255
+    mean, std = DATASET_STATS["photos"]
+    assert torch.allclose(x.mean((0, 2, 3)), torch.tensor(mean), atol=0.01)
+    assert torch.allclose(x.std((0, 2, 3)), torch.tensor(std), atol=0.01)
+    # crops at several scales: the detail inside a crop varies a lot from crop to crop
+    detail = (x[..., 1:] - x[..., :-1]).abs().mean((1, 2, 3))
+    assert detail.quantile(0.9) > 3 * detail.quantile(0.1)
+    # most crops differ (at the smallest sizes a photograph has only a few distinct crops)
+    assert len({bytes(c.numpy()) for c in imgs}) > 0.8 * len(imgs)
