@@ -14,6 +14,7 @@ from .augment import AugmentedImages, DeviceAugment, loader_transform
 from .config import TrainConfig
 from .data import ImageSet, load_dataset
 from .mae import MODEL_PRESETS
+from .masking import block_masking_noise, grid_masking_noise
 from .runtime import derive_seed
 
 
@@ -73,9 +74,15 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
     size = MODEL_PRESETS[cfg.model]["img_size"]
     num_patches = (size // MODEL_PRESETS[cfg.model]["patch_size"]) ** 2
 
-    def noise_for(it: int) -> torch.Tensor:
-        g = _step_generator(cfg.seed, "mask", it, device)
-        return torch.rand(cfg.batch_size, num_patches, generator=g, device=device)[share]
+    def noise_for(it: int) -> torch.Tensor:  # (N, L): the smallest K values stay visible
+        if cfg.masking == "random":
+            g = _step_generator(cfg.seed, "mask", it, device)
+            return torch.rand(cfg.batch_size, num_patches, generator=g, device=device)[share]
+        g = _step_generator(cfg.seed, "mask", it, torch.device("cpu"))  # ablations (Table 1f)
+        grid = int(num_patches**0.5)
+        noise = (grid_masking_noise(cfg.batch_size, grid, g) if cfg.masking == "grid" else
+                 block_masking_noise(cfg.batch_size, grid, cfg.mask_ratio, g))
+        return noise[share].to(device)
 
     if cfg.pipeline == "device":
         images = data.images.to(device)  # the whole dataset, uint8, on the device

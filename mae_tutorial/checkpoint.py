@@ -161,7 +161,8 @@ def vit_from_mae(source: MaskedAutoencoderViT | Mapping[str, Tensor], num_classe
     vit = VisionTransformer(num_classes=num_classes, global_pool=global_pool,
                             drop_path_rate=drop_path_rate, **vit_kwargs)
     encoder = {k: v for k, v in state.items()
-               if not k.startswith(("decoder", "mask_token", "head.", "fc_norm."))
+               if not k.startswith(("decoder", "mask_token", "encoder_mask_token", "head.",
+                                    "fc_norm."))
                and not (global_pool and k.startswith("norm."))}
     missing, _ = load_weights(vit, encoder, strict=False)
     expected_missing = {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}

@@ -25,12 +25,19 @@ class TrainConfig:
     dataset: str = _f("synthetic", "'synthetic' (generated offline) or 'cifar10' (downloaded)")
     data_root: str = _f("data", "folder where datasets are stored or downloaded")
     synthetic_size: int = _f(50_000, "number of images in the synthetic training set")
-    model: str = _f("vit_tiny_patch4", f"model preset, one of {sorted(MODEL_PRESETS)}")
     norm_pix_loss: bool = _f(True, "predict per-patch normalized pixels (the paper's best target; "
                                    "its ablations' default is raw pixels)")
     mask_ratio: float = _f(0.75, "fraction of patches removed from every image")
     loss_on_all: bool = _f(False, "score every patch, visible ones too (a worse variant, not "
                                   "MAE's loss; chapter 5)")
+    masking: str = _f("random", "which patches are removed: random (MAE), block or grid (the "
+                                "paper's Table 1f ablation; grid needs mask_ratio 0.75)")
+    # the model: a preset, and the changes the paper's ablations make to it
+    model: str = _f("vit_tiny_patch4", f"model preset, one of {sorted(MODEL_PRESETS)}")
+    decoder_depth: int | None = _f(None, "decoder blocks (None: the preset's; Table 1a)")
+    decoder_embed_dim: int | None = _f(None, "decoder width (None: the preset's; Table 1b)")
+    encoder_mask_token: bool = _f(False, "give the encoder mask tokens at the removed patches "
+                                         "(Table 1c's worse, slower variant, not MAE)")
     # how long
     epochs: int = _f(100, "passes over the training set (unless max_steps is set)")
     max_steps: int | None = _f(None, "total optimizer steps; overrides epochs")
@@ -60,6 +67,18 @@ class TrainConfig:
     checkpoint_every: int = _f(500, "write a checkpoint every this many steps (and at the end)")
     log_every: int = _f(10, "append a line to metrics.jsonl every this many steps")
     progress: bool = _f(True, "show a progress bar")
+
+
+MASKINGS = ("random", "block", "grid")
+
+
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The `MaskedAutoencoderViT` arguments a configuration asks for: its preset, changed by
+    the ablation fields that are set. Chapter 6."""
+    changes = {"decoder_depth": cfg.decoder_depth, "decoder_embed_dim": cfg.decoder_embed_dim}
+    return {**MODEL_PRESETS[cfg.model], "norm_pix_loss": cfg.norm_pix_loss,
+            "encoder_mask_token": cfg.encoder_mask_token,
+            **{k: v for k, v in changes.items() if v is not None}}
 
 
 # Training presets, one per compute budget (`runtime.budget`).
@@ -95,6 +114,11 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
     if cfg.model not in MODEL_PRESETS:
         raise ValueError(f"unknown model preset {cfg.model!r}; "
                          f"choose one of {sorted(MODEL_PRESETS)}")
+    if cfg.masking not in MASKINGS:
+        raise ValueError(f"masking must be one of {MASKINGS}, got {cfg.masking!r}")
+    if cfg.masking == "grid" and cfg.mask_ratio != 0.75:
+        raise ValueError(f"grid masking keeps one patch of every 2x2 square, a mask_ratio of "
+                         f"0.75; got {cfg.mask_ratio}. Use --mask-ratio 0.75 or another masking")
     if cfg.pipeline not in ("device", "loader"):
         raise ValueError(f"pipeline must be 'device' or 'loader', got {cfg.pipeline!r}")
     if cfg.batch_size < world:

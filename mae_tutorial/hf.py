@@ -111,6 +111,9 @@ def vitmae_config_kwargs(model: nn.Module) -> dict[str, Any]:
     """Keyword arguments for `transformers.ViTMAEConfig` describing a `MaskedAutoencoderViT`.
     Chapter 8."""
     c = model.config
+    if c.get("encoder_mask_token"):
+        raise ValueError("this model gives its encoder mask tokens (an ablation); Hugging Face's "
+                         "ViTMAE has no such option, so it cannot be converted")
     return dict(
         image_size=c["img_size"], patch_size=c["patch_size"], num_channels=c["in_chans"],
         hidden_size=c["embed_dim"], num_hidden_layers=c["depth"],
@@ -135,5 +138,5 @@ def mae_kwargs_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
         decoder_num_heads=config["decoder_num_attention_heads"],
         mlp_ratio=config["intermediate_size"] / config["hidden_size"],
         norm_pix_loss=bool(config.get("norm_pix_loss", False)),
-        layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+        layer_norm_eps=config.get("layer_norm_eps", 1e-12), encoder_mask_token=False,
     )

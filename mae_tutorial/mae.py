@@ -51,6 +51,7 @@ class MaskedAutoencoderViT(ViTEncoder):
         mlp_ratio: float = 4.0,
         norm_pix_loss: bool = False,
         layer_norm_eps: float = LAYER_NORM_EPS,
+        encoder_mask_token: bool = False,
     ) -> None:
         # ---- encoder: patches + fixed positions -> mask -> cls + visible tokens -> ViT blocks
         super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads,
@@ -61,12 +62,16 @@ class MaskedAutoencoderViT(ViTEncoder):
             depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads,
             mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss, layer_norm_eps=layer_norm_eps,
+            encoder_mask_token=encoder_mask_token,
         )
         self.patch_size, self.in_chans = patch_size, in_chans
         self.norm_pix_loss = norm_pix_loss
         # True when loaded from an encoder-only checkpoint: there is no decoder to reconstruct.
         self.encoder_only = False
         self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        # Ablation only (Table 1c, "w/ [M]"): the encoder gets a mask token at removed patches.
+        self.encoder_mask_token = (nn.Parameter(torch.zeros(1, 1, embed_dim))
+                                   if encoder_mask_token else None)
 
         # ---- decoder: project -> insert mask tokens -> unshuffle -> positions -> blocks -> pixels
         grid = self.patch_embed.grid_size
@@ -84,6 +89,8 @@ class MaskedAutoencoderViT(ViTEncoder):
 
         self.init_weights()
         nn.init.normal_(self.mask_token, std=0.02)
+        if self.encoder_mask_token is not None:
+            nn.init.normal_(self.encoder_mask_token, std=0.02)
 
     def encoder_config(self) -> dict[str, Any]:
         """The encoder's architecture as `VisionTransformer` arguments (chapter 7)."""
@@ -94,8 +101,10 @@ class MaskedAutoencoderViT(ViTEncoder):
     def forward_encoder(
         self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, C, H, W) -> latent (N, 1 + K, D), mask (N, L), ids_restore (N, L)."""
-        x, mask, ids_restore = self.forward_tokens(imgs, mask_ratio, noise)
+        """(N, C, H, W) -> latent (N, 1 + K, D), mask (N, L), ids_restore (N, L). With
+        `encoder_mask_token` (an ablation), K = L: latent holds every position in order."""
+        x, mask, ids_restore = self.forward_tokens(imgs, mask_ratio, noise,
+                                                   self.encoder_mask_token)
         return self.norm(x), mask, ids_restore
 
     def encode(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -108,10 +117,12 @@ class MaskedAutoencoderViT(ViTEncoder):
         x = self.decoder_embed(latent)  # (N, 1 + K, Dd)
         n, length = ids_restore.shape
         dim = x.shape[-1]
-        mask_tokens = self.mask_token.expand(n, length - (x.shape[1] - 1), -1)  # (N, L - K, Dd)
-        x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (N, L, Dd) in shuffled order
-        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # original order
-        x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed  # (N, 1 + L, Dd)
+        if self.encoder_mask_token is None:  # MAE: mask tokens go in here, not in the encoder
+            mask_tokens = self.mask_token.expand(n, length - (x.shape[1] - 1), -1)  # (N, L-K, Dd)
+            x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (N, L, Dd) in shuffled order
+            x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # in order
+            x = torch.cat([x[:, :1], x_], dim=1)
+        x = x + self.decoder_pos_embed  # (N, 1 + L, Dd)
         for block in self.decoder_blocks:
             x = block(x)
         x = self.decoder_pred(self.decoder_norm(x))  # (N, 1 + L, p*p*C)

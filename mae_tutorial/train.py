@@ -40,11 +40,12 @@ from .config import (
     check_config,
     check_same_run,
     config_from_preset,
+    model_kwargs,
     recovery_changes,
     to_tuple,
 )
 from .data import ImageSet
-from .mae import MaskedAutoencoderViT, mae_from_preset
+from .mae import MaskedAutoencoderViT
 from .optim import adamw, autocast_dtype, lr_at, param_groups
 from .runtime import enable_tf32, pick_device, rng_state, set_rng_state
 
@@ -119,7 +120,7 @@ def setup(cfg: TrainConfig) -> Run:
     enable_tf32(device)
     data = load_training_data(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
-    model = mae_from_preset(cfg.model, norm_pix_loss=cfg.norm_pix_loss).to(device)
+    model = MaskedAutoencoderViT(**model_kwargs(cfg)).to(device)
     optimizer = adamw(param_groups(model, cfg.weight_decay), (cfg.beta1, cfg.beta2), device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)

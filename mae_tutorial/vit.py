@@ -167,18 +167,25 @@ class ViTEncoder(nn.Module):
         nn.init.normal_(self.cls_token, std=0.02)
 
     def forward_tokens(self, imgs: torch.Tensor, mask_ratio: float = 0.0,
-                       noise: torch.Tensor | None = None
+                       noise: torch.Tensor | None = None, mask_token: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, C, H, W) -> tokens after the last block (N, 1 + K, D), cls first, with the
         mask (N, L; 1 = removed) and `ids_restore` (N, L).
 
         Positions are added before masking, so every kept token knows its place. With
-        `mask_ratio` 0 and no `noise`, every patch is kept in its own order (K = L).
+        `mask_ratio` 0 and no `noise`, every patch is kept in its own order (K = L). Given a
+        `mask_token` (1, 1, D), removed patches are not dropped but replaced by it (plus their
+        position), so K = L: the paper's "encoder w/ [M]" ablation (Table 1c), not MAE.
         """
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # (N, L, D)
         n, length, _ = x.shape
         if mask_ratio != 0 or noise is not None:
-            x, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D)
+            kept, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D)
+            if mask_token is None:
+                x = kept
+            else:  # every position stays, in its own order; removed ones become the token
+                removed = mask.bool().unsqueeze(-1)  # (N, L, 1)
+                x = torch.where(removed, mask_token + self.pos_embed[:, 1:], x)  # (N, L, D)
         else:
             mask = torch.zeros(n, length, device=x.device)
             ids_restore = torch.arange(length, device=x.device).expand(n, -1)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import mae_tutorial as mt
 from mae_tutorial import MODEL_PRESETS, MaskedAutoencoderViT, mae_from_preset, patchify
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
@@ -158,3 +159,33 @@ def test_bad_inputs():
         model(torch.randn(1, 3, 32, 32), mask_ratio=0.97)
     with pytest.raises(ValueError, match="noise must have shape"):
         model(torch.randn(2, 3, 32, 32), noise=torch.rand(2, 64))
+
+
+def test_encoder_mask_token_ablation_sees_every_position_and_trains():
+    """Table 1c's "encoder w/ [M]": removed patches are replaced by a learned token (with its
+    position) instead of dropped, so the encoder runs on all L tokens; the loss still scores
+    only the removed patches, and the encoder exports to a classifier without the token."""
+    torch.manual_seed(0)
+    model = mt.mae_from_preset("vit_mini_patch4", encoder_mask_token=True)
+    plain = mt.mae_from_preset("vit_mini_patch4")
+    imgs = torch.randn(2, 3, 32, 32)
+    noise = torch.rand(2, 64)
+    latent, mask, _ = model.forward_encoder(imgs, 0.75, noise)
+    assert latent.shape == (2, 1 + 64, 128)  # every position, not 1 + 16
+    assert plain.forward_encoder(imgs, 0.75, noise)[0].shape == (2, 1 + 16, 128)
+    assert torch.equal(mask, plain.forward_encoder(imgs, 0.75, noise)[1])  # the same mask
+    loss, pred, _ = model(imgs, 0.75, noise)
+    assert pred.shape == (2, 64, 48) and torch.isfinite(loss)
+    loss.backward()
+    assert model.encoder_mask_token.grad.abs().sum() > 0  # the token is learned
+    # a removed patch's pixels cannot reach the encoder: changing them changes nothing there
+    hidden = mask[0].bool().nonzero()[0].item()
+    row, col = divmod(hidden, 8)
+    changed = imgs.clone()
+    changed[0, :, 4 * row:4 * row + 4, 4 * col:4 * col + 4] += 5.0
+    with torch.no_grad():
+        a = model.forward_encoder(imgs, 0.75, noise)[0]
+        b = model.forward_encoder(changed, 0.75, noise)[0]
+    assert torch.allclose(a, b, atol=1e-6)
+    vit = mt.checkpoint.vit_from_mae(model, num_classes=10)
+    assert vit(imgs).shape == (2, 10)

@@ -115,6 +115,10 @@ def test_bad_settings_are_refused(tmp_path):
         tr.check_config(cfg(tmp_path, batch_size=2), world=4)
     with pytest.raises(ValueError, match="does not split evenly"):
         tr.check_config(cfg(tmp_path, batch_size=6), world=4)
+    with pytest.raises(ValueError, match="masking must be one of"):
+        tr.check_config(cfg(tmp_path, masking="checkerboard"))
+    with pytest.raises(ValueError, match="grid masking keeps one patch of every 2x2"):
+        tr.check_config(cfg(tmp_path, masking="grid", mask_ratio=0.5))
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(PermissionError, match="not writable"):
@@ -331,3 +335,35 @@ def test_ddp_does_not_rebroadcast_the_constant_position_tables(tmp_path, monkeyp
     monkeypatch.setattr(tr.nn.parallel, "DistributedDataParallel", RecordingDDP)
     run = tr.setup(cfg(tmp_path))
     assert isinstance(run.forward, RecordingDDP) and made["broadcast_buffers"] is False
+
+
+@pytest.mark.parametrize("masking", ["grid", "block"])
+def test_ablation_maskings_remove_the_patches_they_promise(tmp_path, masking):
+    """Table 1f's alternatives reach the model as noise: grid keeps exactly one patch of every
+    2x2 square; block removes rectangles; both keep the exact count K and train."""
+    from mae_tutorial.batches import step_batches
+
+    c = cfg(tmp_path, masking=masking, max_steps=2)
+    data = mt.data.load_dataset("synthetic", synthetic_size=256)
+    imgs, noise = next(step_batches(c, data, torch.device("cpu"), 0, 1, 0, 1))
+    _, mask, _ = mt.random_masking(torch.zeros(32, 64, 1), 0.75, noise)
+    grid = mask.view(32, 8, 8)
+    assert (mask.sum(1) == 48).all()
+    if masking == "grid":  # one visible patch per 2x2 square, all at the same phase
+        squares = grid.view(32, 4, 2, 4, 2).sum((2, 4))
+        assert (squares == 3).all()
+    else:  # removed patches come in runs: most removed patches touch another removed one
+        pad = torch.nn.functional.pad(grid, (1, 1, 1, 1))
+        neighbours = pad[:, :-2, 1:-1] + pad[:, 2:, 1:-1] + pad[:, 1:-1, :-2] + pad[:, 1:-1, 2:]
+        assert (neighbours[grid.bool()] >= 2).float().mean() > 0.8
+    assert tr.train(c)["finished"]
+
+
+def test_ablation_model_fields_change_the_model(tmp_path):
+    tr.train(cfg(tmp_path, max_steps=1, decoder_depth=2, decoder_embed_dim=32,
+                 encoder_mask_token=True))
+    model = mt.mae_from_checkpoint(tmp_path / "run" / tr.CHECKPOINT)
+    assert len(model.decoder_blocks) == 2 and model.decoder_embed.out_features == 32
+    assert model.encoder_mask_token is not None
+    assert mt.config.model_kwargs(cfg(tmp_path)) == {
+        **mt.MODEL_PRESETS["vit_mini_patch4"], "norm_pix_loss": True, "encoder_mask_token": False}
