@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import torch
 
 from .checkpoint import mae_from_checkpoint
 from .config import SESSION_FIELDS, TrainConfig, config_from_preset
+from .data import ImageSet
+from .evaluate import finetune
 from .mae import MaskedAutoencoderViT
 from .optim import autocast_dtype
 from .runtime import pick_device
@@ -111,3 +114,28 @@ def book_model(budget: str, **overrides: Any) -> tuple[MaskedAutoencoderViT, Pat
         raise ValueError(f"budget must be 'quick' or 'full', got {budget!r}")
     epochs = {"quick": 10, "full": 100}[budget]
     return pretrain_once("quick", **{"epochs": epochs, **overrides})
+
+
+def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
+                  mae: MaskedAutoencoderViT, **kwargs: Any) -> dict[str, float]:
+    """`evaluate.finetune(data_train, data_test, mae, **kwargs)` for the model pre-trained in
+    `run` (a folder of `pretrain_once`), computed on the first call and kept in that folder as
+    JSON, keyed by the settings and the data; later calls read it. Chapters 7 and 9.
+
+    The folder's name already holds the package's code hash, so new code means a new folder
+    and a new fine-tuning."""
+    settings = json.dumps({k: str(v) for k, v in sorted(kwargs.items()) if k != "device"})
+    digest = hashlib.sha256(settings.encode())
+    for data in (data_train, data_test):
+        digest.update(data.images.numpy().tobytes() + data.labels.numpy().tobytes())
+    path = Path(run) / f"finetune-{digest.hexdigest()[:12]}.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        print(f"fine-tuning result loaded from {path} (computed earlier, same settings, data "
+              "and code)")
+        return result
+    result = finetune(data_train, data_test, mae, **kwargs)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    return result

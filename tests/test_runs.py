@@ -83,3 +83,26 @@ def test_unknown_preset_is_refused(tmp_path):
 def test_book_model_needs_a_known_budget():
     with pytest.raises(ValueError, match="budget must be"):
         runs.book_model("medium")
+
+
+def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypatch, capsys):
+    model, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    data = mt.data.load_dataset("synthetic", synthetic_size=128)
+    test = mt.data.load_dataset("synthetic", synthetic_size=64, seed=5)
+    calls = []
+    real = runs.finetune
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "finetune", counting)
+    first = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
+    again = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
+    assert again == first and len(calls) == 1 and "loaded from" in capsys.readouterr().out
+    assert 0 <= first["accuracy"] <= 100 and first["steps"] == 4
+    runs.finetune_once(run, data, test, model, epochs=1, batch_size=64)  # other settings
+    other = mt.data.load_dataset("synthetic", synthetic_size=128, seed=3)
+    runs.finetune_once(run, other, test, model, epochs=1, batch_size=32)  # other data
+    assert len(calls) == 3 and len(list(run.glob("finetune-*.json"))) == 3
+    assert not list(run.glob("*.tmp"))
