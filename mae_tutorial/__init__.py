@@ -17,8 +17,8 @@ from .runtime import budget, derive_seed, pick_device, seed_everything
 from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncoder
 
 # The outer layer, one module per concern, loaded when first used.
-SUBMODULES = ("augment", "autoencoder", "batches", "checkpoint", "config", "data", "evaluate",
-              "hf", "official", "optim", "runs", "train", "viz")
+SUBMODULES = ("ablations", "augment", "autoencoder", "batches", "checkpoint", "config", "data",
+              "evaluate", "hf", "official", "optim", "runs", "train", "viz")
 # Names handed on from the outer layer: name -> its module.
 LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
               "read_checkpoint": "checkpoint", "vit_from_mae": "checkpoint",

@@ -1,0 +1,79 @@
+"""The paper's ablations (Table 1, Fig. 5) at small scale, on this machine: every variant of
+`mae_tutorial.ablations.ABLATIONS` pre-trained in the quick budget (once: the models are cached
+with the book's, in book/runs/cache) and measured by k-NN, linear probe and a short
+fine-tuning, with its pre-training FLOPs per image.
+
+    python benchmarks/ablations.py                  # the full sweep (about an hour on 2 cores)
+    python benchmarks/ablations.py --only grid      # some rows (the others are kept)
+
+Writes benchmarks/results/ablations.json after every row (atomically), with the machine,
+the date, torch's version and the code each row ran with; the appendix "ablations" shows
+that file and checks its own reduced sweep against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from mae_tutorial import ablations
+from mae_tutorial.optim import autocast_dtype, cpu_has_native_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "ablations.json"
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (GPU)"
+    return (f"{name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, native bf16: "
+            f"{cpu_has_native_bf16()}, mixed precision: {autocast_dtype(device, 'auto')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=list(ablations.ABLATIONS))
+    parser.add_argument("--budget", default="quick", choices=["quick", "full"])
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.chdir(ROOT / "book")  # the book's cache: models shared with the chapters
+    names = args.only or list(ablations.ABLATIONS)
+    results = json.loads(args.output.read_text()) if args.output.exists() else {"rows": {}}
+    results.update(machine=machine(), torch=torch.__version__, budget=args.budget,
+                   date=datetime.date.today().isoformat(), dataset="synthetic (generated "
+                   "offline): pre-training 10,000 images; judged on 5,000 / 2,000 others")
+    data = ablations.evaluation_data()
+    print(f"{results['machine']}, torch {results['torch']}, budget {args.budget}")
+    for name in names:
+        start = time.perf_counter()
+        row = ablations.run_ablation(name, args.budget, data)
+        row["seconds"] = round(time.perf_counter() - start)
+        row["date"] = datetime.date.today().isoformat()
+        results["rows"][name] = row
+        tmp = args.output.with_suffix(".tmp")
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(tmp, args.output)
+        print(f"{name:>20}: k-NN {row['knn']:5.1f}  probe {row['linear_probe']:5.1f}  "
+              f"fine-tuned {row['finetune']:5.1f}  {row['flops_per_image'] / 1e6:6.1f} MFLOP/img"
+              f"  ({row['seconds']} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The paper's ablations (its Table 1 and Fig. 5) at small scale: the variants, the paper's
+numbers beside each, and one function that pre-trains a variant once and measures it.
+
+Appendix "ablations". Every variant changes one thing of the book's quick MAE (`book_model`:
+`vit_mini_patch4`, mask 75%, a 1-block 64-d decoder, an encoder without mask tokens, per-patch
+normalized pixels, random sampling). The full sweep is `python benchmarks/ablations.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import config_from_preset, model_kwargs
+from .data import ImageSet, load_dataset
+from .evaluate import frozen_feature_report
+from .mae import MaskedAutoencoderViT
+from .runs import book_model, finetune_once
+from .train import read_metrics
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One row: what changes, and the paper's result for the same setting. Appendix."""
+
+    group: str  # which ablation, e.g. "decoder depth"
+    setting: str  # this row's value, e.g. "2 blocks"
+    overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields changed
+    source: str = ""  # where the paper reports it
+    paper: str = "-"  # the paper's ViT-L ImageNet result: fine-tuning / linear probe, top-1 %
+
+
+# The paper's numbers: ViT-L/16, 800 epochs on ImageNet-1K (He et al., 2022, Table 1; Sec. 3).
+# Its ablation default is mask 75%, an 8-block 512-d decoder, raw pixels, random sampling.
+ABLATIONS: dict[str, Ablation] = {
+    "baseline": Ablation("baseline", "the book's quick MAE", {}, "",
+                         "85.4 / 73.9 (norm. pixels, 8 blocks)"),
+    "mask0.5": Ablation("mask ratio", "50%", {"mask_ratio": 0.5}, "Fig. 5",
+                        "lin. well below 75%'s"),
+    "mask0.9": Ablation("mask ratio", "90%", {"mask_ratio": 0.9}, "Fig. 5",
+                        "ft. about flat, lin. below 75%'s"),
+    "dec_depth2": Ablation("decoder depth", "2 blocks (1 is the baseline)",
+                           {"decoder_depth": 2}, "Table 1a", "84.9 / 70.0 (1 block: 84.8 / 65.5)"),
+    "dec_depth4": Ablation("decoder depth", "4 blocks", {"decoder_depth": 4}, "Table 1a",
+                           "84.9 / 71.9"),
+    "dec_width32": Ablation("decoder width", "32-d, 1/4 of the encoder's",
+                            {"decoder_embed_dim": 32}, "Table 1b", "256-d: 84.8 / 71.3"),
+    "dec_width128": Ablation("decoder width", "128-d, equal to the encoder's (64-d, 1/2, is "
+                             "the baseline)", {"decoder_embed_dim": 128}, "Table 1b",
+                             "1024-d: 84.3 / 73.1 (512-d: 84.9 / 73.5)"),
+    "encoder_mask_token": Ablation("mask token", "in the encoder (w/ [M])",
+                                   {"encoder_mask_token": True}, "Table 1c",
+                                   "84.2 / 59.6 at 3.3x FLOPs (w/o [M]: 84.9 / 73.5)"),
+    "raw_pixels": Ablation("target", "raw pixels", {"norm_pix_loss": False}, "Table 1d",
+                           "84.9 / 73.5 (norm. pixels: 85.4 / 73.9)"),
+    "loss_on_all": Ablation("target", "loss on all patches", {"loss_on_all": True},
+                            "Sec. 3, footnote", "about 0.5 lower"),
+    "block": Ablation("mask sampling", "block, 75%", {"masking": "block"}, "Table 1f",
+                      "82.8 / 63.9 (random: 84.9 / 73.5)"),
+    "grid": Ablation("mask sampling", "grid, 75%", {"masking": "grid"}, "Table 1f",
+                     "84.0 / 66.0"),
+}
+FINETUNE = {"quick": dict(epochs=3, base_lr=1e-2), "full": dict(epochs=30, base_lr=1e-3)}
+
+
+def evaluation_data() -> tuple[ImageSet, ImageSet]:
+    """The labelled images every variant is judged on (as chapter 7): 5,000 training images
+    of `synthetic` (seed 1, not the pre-training set) and the first 2,000 test images."""
+    train = load_dataset("synthetic", synthetic_size=5000, seed=1)
+    test = load_dataset("synthetic", train=False)
+    test.images, test.labels = test.images[:2000], test.labels[:2000]
+    return train, test
+
+
+def pretraining_flops(overrides: dict[str, Any], batch: int = 8) -> float:
+    """Floating-point operations of one pre-training forward + backward, per image, for the
+    quick MAE with `overrides` (the paper's "FLOPs" column of Table 1c)."""
+    cfg = config_from_preset("quick", **overrides)
+    model = MaskedAutoencoderViT(**model_kwargs(cfg))
+    size = model.config["img_size"]
+    imgs = torch.randn(batch, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(imgs, cfg.mask_ratio, loss_on_all=cfg.loss_on_all)[0].backward()
+    return counter.get_total_flops() / batch
+
+
+def run_ablation(name: str, budget: str = "quick", data: tuple[ImageSet, ImageSet] | None = None,
+                 finetune: bool = True) -> dict[str, Any]:
+    """Pre-train the variant `name` once (`book_model`, cached) and measure it: k-NN and linear
+    probe on frozen mean-pooled features, fine-tuning (cached, `finetune_once`), pre-training
+    FLOPs per image and the seconds of its steps (from its metrics). Appendix."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; choose one of {list(ABLATIONS)}")
+    overrides = ABLATIONS[name].overrides
+    model, run = book_model(budget, **overrides)
+    train, test = data or evaluation_data()
+    report = frozen_feature_report(model, train, test, pool="mean")
+    row: dict[str, Any] = {"knn": report["knn"], "linear_probe": report["linear_probe"],
+                           "flops_per_image": pretraining_flops(overrides)}
+    if finetune:
+        tuned = finetune_once(run, train, test, model, seed=0, device=next(
+            model.parameters()).device, **FINETUNE[budget])
+        row["finetune"] = tuned["accuracy"]
+    rates = [m["images_per_s"] for m in read_metrics(run) if "images_per_s" in m]
+    row["images_per_s"] = sorted(rates)[len(rates) // 2] if rates else float("nan")
+    return row
