@@ -3,9 +3,9 @@
 Chapters 5 to 9 look at the same quick MAE from different sides (its loss, its training, its
 features). Each calls `pretrain_once("quick")`: the first call trains it, as
 `python -m mae_tutorial.train --preset quick` would, and later calls load it. The cache key
-hashes the run's settings, the package's source code, torch's version and the mixed-precision
-dtype this machine resolves, so a change to any of them trains anew (and the older run of the
-same settings is removed).
+hashes the run's settings, the source of the modules a run executes, torch's version and the
+mixed-precision dtype this machine resolves, so a change to any of them trains anew (and the
+older finished run of the same settings is removed).
 """
 
 from __future__ import annotations
@@ -39,13 +39,26 @@ def run_key(cfg: TrainConfig) -> str:
     settings (but not where or how it is shown), then the package's code, torch's version
     and the resolved mixed precision. Chapter 6."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SESSION_FIELDS}
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + source.read_bytes())
+    digest = _source_digest(TRAINING_MODULES)
     amp = autocast_dtype(pick_device(cfg.device), cfg.amp)
     digest.update(f"{torch.__version__} {amp}".encode())
     setting_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     return f"{setting_key[:10]}-{digest.hexdigest()[:10]}"
+
+
+# The modules a pre-training run executes: a change to any of them trains the cached models
+# anew (a change to the figures, say, does not).
+TRAINING_MODULES = ("augment", "batches", "checkpoint", "config", "data", "mae", "masking",
+                    "optim", "patches", "pos_embed", "runtime", "train", "vit")
+
+
+def _source_digest(modules: tuple[str, ...] | None = None) -> Any:
+    """A running hash of the package's source files (`modules`, or all of them)."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        if modules is None or source.stem in modules:
+            digest.update(source.name.encode() + source.read_bytes())
+    return digest
 
 
 def pretrain_once(
@@ -98,9 +111,10 @@ def _train_into(cfg: TrainConfig, cache: Path, key: str, preset: str) -> None:
         summary = train(cfg, resume=(partial / CHECKPOINT).exists())
     partial.rename(done)
     settings = key.rsplit("-", 1)[0]
-    for stale in cache.glob(f"{settings}-*"):
-        if not stale.name.startswith(key):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    for stale in cache.glob(f"{settings}-*"):  # finished runs of older code; a '.partial'
+        if stale.is_dir() and "." not in stale.name and stale.name != key:  # may be training
+            shutil.rmtree(stale)
+            stale.with_name(f"{stale.name}.lock").unlink(missing_ok=True)
     print(f"pre-trained '{preset}': {summary['steps']} steps on {cfg.dataset} in "
           f"{time.perf_counter() - start:.0f} s, saved in {done}")
 
@@ -122,10 +136,10 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     `run` (a folder of `pretrain_once`), computed on the first call and kept in that folder as
     JSON, keyed by the settings and the data; later calls read it. Chapters 7 and 9.
 
-    The folder's name already holds the package's code hash, so new code means a new folder
-    and a new fine-tuning."""
+    The key hashes the package's whole source too, so new code means a new fine-tuning."""
     settings = json.dumps({k: str(v) for k, v in sorted(kwargs.items()) if k != "device"})
-    digest = hashlib.sha256(settings.encode())
+    digest = _source_digest()  # all of the package: fine-tuning runs evaluate's code too
+    digest.update(settings.encode())
     for data in (data_train, data_test):
         digest.update(data.images.numpy().tobytes() + data.labels.numpy().tobytes())
     path = Path(run) / f"finetune-{digest.hexdigest()[:12]}.json"

@@ -40,16 +40,24 @@ def test_a_changed_setting_trains_anew_and_replaces_the_stale_run(tmp_path, caps
 def test_a_changed_package_trains_anew_and_removes_the_stale_run(tmp_path, monkeypatch):
     cfg = mt.config.config_from_preset("quick", **SMALL)
     _, old = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
+    # another process is training the same settings with yet other code: left alone
+    busy = tmp_path / "cache" / f"{old.name.rsplit('-', 1)[0]}-0123456789.partial"
+    busy.mkdir()
     fake = tmp_path / "pkg"
     fake.mkdir()
-    (fake / "runs.py").write_text("# another version of the package\n")
+    (fake / "viz.py").write_text("# figures only: no run executes this module\n")
     before = runs.run_key(cfg)
     monkeypatch.setattr(runs, "__file__", str(fake / "runs.py"))
+    assert runs.run_key(cfg) != before  # the training modules are gone from this fake
+    (fake / "train.py").write_text("# another version of the training loop\n")
     after = runs.run_key(cfg)
+    (fake / "viz.py").write_text("# other figures\n")
+    assert runs.run_key(cfg) == after  # a module runs don't execute is not in the key
     assert after != before and after.split("-")[0] == before.split("-")[0]  # same settings
     _, new = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
     assert new != old and new.exists() and not old.exists()
     assert not (tmp_path / "cache" / f"{old.name}.lock").exists()
+    assert busy.exists()
 
 
 def test_two_processes_asking_at_once_train_once(tmp_path):
