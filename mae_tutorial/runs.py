@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -137,7 +138,10 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     JSON, keyed by the settings and the data; later calls read it. Chapters 7 and 9.
 
     The key hashes the package's whole source too, so new code means a new fine-tuning."""
-    settings = json.dumps({k: str(v) for k, v in sorted(kwargs.items()) if k != "device"})
+    call = inspect.signature(finetune).bind(data_train, data_test, mae, **kwargs)
+    call.apply_defaults()  # a default passed explicitly or left out is the same setting
+    settings = json.dumps({k: str(v) for k, v in sorted(call.arguments.items())
+                           if k not in ("data_train", "data_test", "mae", "device")})
     digest = _source_digest()  # all of the package: fine-tuning runs evaluate's code too
     digest.update(settings.encode())
     for data in (data_train, data_test):

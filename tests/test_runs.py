@@ -108,6 +108,9 @@ def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypa
     first = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
     again = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
     assert again == first and len(calls) == 1 and "loaded from" in capsys.readouterr().out
+    explicit = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32,
+                                  pretrained=True, seed=0)  # the defaults, passed
+    assert explicit == first and len(calls) == 1
     assert 0 <= first["accuracy"] <= 100 and first["steps"] == 4
     runs.finetune_once(run, data, test, model, epochs=1, batch_size=64)  # other settings
     other = mt.data.load_dataset("synthetic", synthetic_size=128, seed=3)
