@@ -131,6 +131,9 @@ def book_model(budget: str, **overrides: Any) -> tuple[MaskedAutoencoderViT, Pat
     return pretrain_once("quick", **{"epochs": epochs, **overrides})
 
 
+_FINETUNE_SIGNATURE = inspect.signature(finetune)
+
+
 def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
                   mae: MaskedAutoencoderViT, **kwargs: Any) -> dict[str, float]:
     """`evaluate.finetune(data_train, data_test, mae, **kwargs)` for the model pre-trained in
@@ -138,7 +141,7 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     JSON, keyed by the settings and the data; later calls read it. Chapters 7 and 9.
 
     The key hashes the package's whole source too, so new code means a new fine-tuning."""
-    call = inspect.signature(finetune).bind(data_train, data_test, mae, **kwargs)
+    call = _FINETUNE_SIGNATURE.bind(data_train, data_test, mae, **kwargs)
     call.apply_defaults()  # a default passed explicitly or left out is the same setting
     settings = json.dumps({k: str(v) for k, v in sorted(call.arguments.items())
                            if k not in ("data_train", "data_test", "mae", "device")})
