@@ -160,3 +160,26 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     return result
+
+
+REPOSITORY_URL = "https://raw.githubusercontent.com/mae-tutorial/mae-tutorial/main"
+
+
+def project_file(path: str) -> str:
+    """The text of a file of this book's repository, e.g. a benchmark's results
+    ("benchmarks/results/ablations.json"): from the checkout (the package's folder's parent,
+    or the parent of the working directory: the notebooks run in book/), else from GitHub, as
+    on Colab where only the package is installed. Chapter 9 and the appendices."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd().parent):
+        if (root / path).is_file():
+            return (root / path).read_text()
+    import urllib.request
+
+    url = f"{REPOSITORY_URL}/{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.read().decode()
+    except OSError as exc:
+        raise FileNotFoundError(f"{path} is neither in a checkout of the book's repository nor "
+                                f"reachable at {url} ({exc}); clone the repository and run "
+                                "from it") from exc

@@ -117,3 +117,11 @@ def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypa
     runs.finetune_once(run, other, test, model, epochs=1, batch_size=32)  # other data
     assert len(calls) == 3 and len(list(run.glob("finetune-*.json"))) == 3
     assert not list(run.glob("*.tmp"))
+
+
+def test_project_files_come_from_the_checkout(monkeypatch):
+    text = runs.project_file("benchmarks/results/gpu_check_h200.log")
+    assert "NVIDIA H200" in text
+    monkeypatch.setattr(runs, "REPOSITORY_URL", "http://127.0.0.1:9/none")  # nothing listens
+    with pytest.raises(FileNotFoundError, match="neither in a checkout"):
+        runs.project_file("benchmarks/results/no_such_file.json")
