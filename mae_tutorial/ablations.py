@@ -1,7 +1,7 @@
 """The paper's ablations (its Table 1 and Fig. 5) at small scale: the variants, the paper's
 numbers beside each, and one function that pre-trains a variant once and measures it.
 
-Appendix "ablations". Every variant changes one thing of the book's quick MAE (`book_model`:
+The ablations appendix (`book/appendix_ablations`). Every variant changes one thing of the book's quick MAE (`book_model`:
 `vit_mini_patch4`, mask 75%, a 1-block 64-d decoder, an encoder without mask tokens, per-patch
 normalized pixels, random sampling). The full sweep is `python benchmarks/ablations.py`.
 """
@@ -24,7 +24,7 @@ from .train import read_metrics
 
 @dataclass(frozen=True)
 class Ablation:
-    """One row: what changes, and the paper's result for the same setting. Appendix."""
+    """One row: what changes, and the paper's result for the same setting. The ablations appendix."""
 
     group: str  # which ablation, e.g. "decoder depth"
     setting: str  # this row's value, e.g. "2 blocks"
@@ -77,7 +77,8 @@ def evaluation_data() -> tuple[ImageSet, ImageSet]:
 
 def pretraining_flops(overrides: dict[str, Any], batch: int = 8) -> float:
     """Floating-point operations of one pre-training forward + backward, per image, for the
-    quick MAE with `overrides` (the paper's "FLOPs" column of Table 1c)."""
+    quick MAE with `overrides` (the paper's "FLOPs" column of Table 1c). The ablations
+    appendix."""
     cfg = config_from_preset("quick", **overrides)
     model = MaskedAutoencoderViT(**model_kwargs(cfg))
     size = model.config["img_size"]
@@ -91,7 +92,7 @@ def run_ablation(name: str, budget: str = "quick", data: tuple[ImageSet, ImageSe
                  finetune: bool = True) -> dict[str, Any]:
     """Pre-train the variant `name` once (`book_model`, cached) and measure it: k-NN and linear
     probe on frozen mean-pooled features, fine-tuning (cached, `finetune_once`), pre-training
-    FLOPs per image and the seconds of its steps (from its metrics). Appendix."""
+    FLOPs per image and the seconds of its steps (from its metrics). The ablations appendix."""
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; choose one of {list(ABLATIONS)}")
     overrides = ABLATIONS[name].overrides
