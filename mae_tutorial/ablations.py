@@ -1,9 +1,9 @@
 """The paper's ablations (its Table 1 and Fig. 5) at small scale: the variants, the paper's
 numbers beside each, and one function that pre-trains a variant once and measures it.
 
-The ablations appendix (`book/appendix_ablations`). Every variant changes one thing of the book's quick MAE (`book_model`:
-`vit_mini_patch4`, mask 75%, a 1-block 64-d decoder, an encoder without mask tokens, per-patch
-normalized pixels, random sampling). The full sweep is `python benchmarks/ablations.py`.
+The ablations appendix (`book/appendix_ablations`). Every variant changes one thing of the
+book's quick MAE (`book_model`: `vit_mini_patch4`, mask 75%, a 1-block 64-d decoder, an
+encoder without mask tokens, per-patch normalized pixels, random sampling). The full sweep is `python benchmarks/ablations.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .train import read_metrics
 
 @dataclass(frozen=True)
 class Ablation:
-    """One row: what changes, and the paper's result for the same setting. The ablations appendix."""
+    """One row: what changes, and the paper's result for the same setting. The ablations
+    appendix."""
 
     group: str  # which ablation, e.g. "decoder depth"
     setting: str  # this row's value, e.g. "2 blocks"
