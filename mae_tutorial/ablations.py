@@ -3,7 +3,8 @@ numbers beside each, and one function that pre-trains a variant once and measure
 
 The ablations appendix (`book/appendix_ablations`). Every variant changes one thing of the
 book's quick MAE (`book_model`: `vit_mini_patch4`, mask 75%, a 1-block 64-d decoder, an
-encoder without mask tokens, per-patch normalized pixels, random sampling). The full sweep is `python benchmarks/ablations.py`.
+encoder without mask tokens, per-patch normalized pixels, random sampling). The full sweep is
+`python benchmarks/ablations.py`.
 """
 
 from __future__ import annotations
