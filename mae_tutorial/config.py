@@ -22,7 +22,8 @@ class TrainConfig:
     """Everything a pre-training run depends on (saved in every checkpoint). Chapter 6."""
 
     # what to train, on what
-    dataset: str = _f("synthetic", "'synthetic' (generated offline) or 'cifar10' (downloaded)")
+    dataset: str = _f("synthetic", "'synthetic' (generated offline), 'photos' (crops of the "
+                                   "shipped photographs) or 'cifar10' (downloaded)")
     data_root: str = _f("data", "folder where datasets are stored or downloaded")
     synthetic_size: int = _f(50_000, "number of images in the synthetic training set")
     norm_pix_loss: bool = _f(True, "predict per-patch normalized pixels (the paper's best target; "

@@ -137,8 +137,9 @@ def setup(cfg: TrainConfig) -> Run:
               total, warmup=max(1, round(cfg.warmup_fraction * total)),
               peak_lr=cfg.base_lr * cfg.batch_size * cfg.accum_steps / 256)
     run.log(f"device: {device}" + (f" x {world} processes" if distributed else ""))
-    run.log(f"dataset: {cfg.dataset}" + (" (generated offline, not CIFAR-10)"
-                                         if cfg.dataset == "synthetic" else ""))
+    offline = {"synthetic": " (generated offline, not CIFAR-10)",
+               "photos": " (crops of the shipped photographs, not CIFAR-10)"}
+    run.log(f"dataset: {cfg.dataset}" + offline.get(cfg.dataset, ""))
     return run
 
 
