@@ -50,6 +50,8 @@ def test_patterns_for_raw_math_repeated_citations_and_stray_reprs():
     assert check_pages.CITED_TWICE.search("(Vincent et al., 2008) [Vincent et al., 2008]")
     assert check_pages.CITED_TWICE.search("Vincent et al. (2008) (Vincent et al., 2008)")
     assert not check_pages.CITED_TWICE.search("Vincent et al. (2008) corrupt the input")
+    assert check_pages.RAW_TABLE.search("| a | b | | --- | :---: | | 1 | 2 |")
+    assert not check_pages.RAW_TABLE.search("a -- b | c --- d")
     stray = ["Text(0.5, 0.23, 'tokens')", "<Figure size 640x480 with 1 Axes>",
              "[<matplotlib.lines.Line2D at 0x7f>]", "<Axes: title={'center': 'x'}>"]
     for line in stray:
@@ -127,6 +129,7 @@ def broken_site(tmp_path_factory):
         "broken_link.html": "<a href='nowhere.html'>a page that does not exist</a>"
                             "<a href='good.html#missing'>an anchor that does not exist</a>",
         "cited_twice.html": "<p>Denoising (Vincent et al., 2008) [Vincent et al., 2008].</p>",
+        "raw_table.html": "<p>| row | k-NN | | --- | --- | | baseline | 30.8 |</p>",
         "wide_code.html": "<div class='highlight' style='width: 300px'><pre>"
                           + "x = " + " + ".join(["value"] * 30) + "</pre></div>",
         "console_error.html": "<script>console.error('something broke')</script>",
@@ -161,6 +164,7 @@ def test_the_check_passes_a_healthy_page_and_names_every_defect(broken_site, tmp
     assert "0 figures on the page" not in problems["lost_figures.html"]  # 0 == 0 pictures
     assert "without a single figure" in problems["lost_figures.html"]
     assert "citation printed twice" in problems["cited_twice.html"]
+    assert "markdown table shown as text" in problems["raw_table.html"]
     assert "wider than its box" in problems["wide_code.html"]
     assert "something broke" in problems["console_error.html"]
     assert any("link to missing nowhere.html" in p for p in site)

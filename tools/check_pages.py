@@ -65,6 +65,9 @@ STRAY_REPRS = [re.compile(p) for p in (
     r"^(Line2D|Text|Rectangle|Legend)\(",
     r"^(VBox|HBox|Box|interactive|Output)\(children=",
 )]
+# A markdown table printed as text (a `display(Markdown(...))` table the renderer did not turn
+# into a table): its rule row, e.g. "| --- | --- |".
+RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|\s*:?-{3,}:?\s*\|")
 # Raw TeX that MathJax did not turn into math.
 RAW_MATH = re.compile(r"(?<![\w\\$])\$[^\s$][^$\n]{0,200}?(?<![\s\\])\$(?![\w$])"
                       r"|\\\(|\\\)|\\\[|\\\]")
@@ -341,6 +344,8 @@ def check_page(page, url: str, rel: str, notebook: dict | None,
     problems += [f"math not typeset: {tex!r}" for tex in facts["untypeset"]]
     for match in RAW_MATH.finditer(facts["text"]):
         problems.append(f"raw TeX in the text: {match.group(0)[:60]!r}")
+    if RAW_TABLE.search(facts["text"]):
+        problems.append("a markdown table shown as text (render markdown outputs as gfm?)")
     for match in CITED_TWICE.finditer(facts["text"]):
         problems.append(f"citation printed twice: {match.group(0)!r}")
     for block in facts["wide"]:
