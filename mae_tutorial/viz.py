@@ -108,13 +108,16 @@ def image_bytes(img: torch.Tensor, fmt: str = "png", scale: int = 1) -> bytes:
 
 def frame_slider(frames: Mapping[str, torch.Tensor], captions: Sequence[str] | None = None,
                  description: str = "", value: str | None = None, fmt: str = "png",
-                 scale: int = 1):
+                 scale: int = 1, in_browser: bool | None = None):
     """A slider that flips through precomputed images, one per slider value.
 
-    Every frame is encoded once and stored in the widget, and the slider's position is linked
-    to the frame shown in the browser (`jslink`), so the slider also works where no Python
-    runs: in a saved notebook and on the book's HTML pages. `frames` maps the slider's labels
-    to (C, H, W) images in [0, 1]; `captions` are shown under the frames. Chapter 2.
+    Every frame is encoded once. With ipywidgets 8 (`in_browser`, the default there) all
+    frames are stored in the widget and the slider's position is linked to the frame shown in
+    the browser (`jslink` to a `Stack`), so the slider also works where no Python runs: in a
+    saved notebook and on the book's HTML pages. ipywidgets 7, which Colab ships, has no
+    `Stack`: there the running kernel swaps the frame when the slider moves, which works in a
+    live notebook only. `frames` maps the slider's labels to (C, H, W) images in [0, 1];
+    `captions` are shown under the frames. Chapter 2.
     """
     try:
         import ipywidgets as widgets
@@ -128,18 +131,37 @@ def frame_slider(frames: Mapping[str, torch.Tensor], captions: Sequence[str] | N
     value = labels[0] if value is None else value
     if value not in frames:
         raise ValueError(f"value {value!r} is not one of the frames' labels {labels}")
-    views = []
-    for k, img in enumerate(frames.values()):
-        height, width = (scale * n for n in img.shape[-2:])
-        picture = widgets.Image(value=image_bytes(img, fmt, scale), format=fmt,
-                                width=str(width), height=str(height))
-        views.append(widgets.VBox([picture, widgets.Label(captions[k])],
-                                  layout=widgets.Layout(align_items="flex-start"))
-                     if captions else picture)
-    stack = widgets.Stack(views, selected_index=labels.index(value))
+    has_stack = hasattr(widgets, "Stack")  # ipywidgets >= 8
+    in_browser = has_stack if in_browser is None else in_browser
+    if in_browser and not has_stack:
+        raise ValueError(f"in_browser=True needs ipywidgets >= 8 (this is "
+                         f"{widgets.__version__}); pass in_browser=False")
+    encoded = [image_bytes(img, fmt, scale) for img in frames.values()]
+    height, width = (str(scale * n) for n in next(iter(frames.values())).shape[-2:])
     slider = widgets.SelectionSlider(options=labels, value=value, description=description,
                                      continuous_update=True,
                                      layout=widgets.Layout(width="min(100%, 32rem)"),
                                      style={"description_width": "initial"})
-    widgets.jslink((slider, "index"), (stack, "selected_index"))
-    return widgets.VBox([slider, stack])
+
+    def view(k: int):  # one frame with its caption
+        picture = widgets.Image(value=encoded[k], format=fmt, width=width, height=height)
+        if not captions:
+            return picture
+        return widgets.VBox([picture, widgets.Label(captions[k])],
+                            layout=widgets.Layout(align_items="flex-start"))
+
+    if in_browser:
+        shown = widgets.Stack([view(k) for k in range(len(labels))],
+                              selected_index=labels.index(value))
+        widgets.jslink((slider, "index"), (shown, "selected_index"))
+        return widgets.VBox([slider, shown])
+    shown = view(labels.index(value))
+    picture, caption = (shown.children if captions else (shown, None))
+
+    def flip(change: dict) -> None:  # in the kernel: ipywidgets 7 has no Stack to link to
+        picture.value = encoded[change["new"]]
+        if caption is not None:
+            caption.value = captions[change["new"]]
+
+    slider.observe(flip, names="index")
+    return widgets.VBox([slider, shown])

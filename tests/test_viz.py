@@ -88,3 +88,25 @@ def test_frame_slider_frames_keep_their_size():
                                 scale=4).children
     pictures = [view.children[0] for view in stack.children]
     assert {(p.width, p.height) for p in pictures} == {("24", "32")}
+
+
+def test_frame_slider_without_a_stack_flips_frames_in_the_kernel(monkeypatch):
+    """ipywidgets 7 (Colab's) has no Stack: the kernel swaps the frame instead."""
+    import ipywidgets
+    import pytest
+
+    frames = {f"{r:.0%}": torch.full((3, 8, 8), r) for r in (0.25, 0.5, 0.75)}
+    box = viz.frame_slider(frames, captions=["a", "b", "c"], value="25%", in_browser=False)
+    slider, view = box.children
+    picture, caption = view.children
+    assert caption.value == "a"
+    first = picture.value
+    slider.value = "75%"
+    assert caption.value == "c" and picture.value != first
+    assert picture.value == viz.image_bytes(frames["75%"], "png")
+    # what a runtime without Stack gets by default, and what it cannot ask for
+    monkeypatch.delattr(ipywidgets, "Stack")
+    slider, view = viz.frame_slider(frames, value="50%").children
+    assert isinstance(view, ipywidgets.Image) and slider.index == 1
+    with pytest.raises(ValueError, match="needs ipywidgets >= 8"):
+        viz.frame_slider(frames, in_browser=True)
