@@ -81,6 +81,47 @@ def test_executed_notebooks_come_from_the_execution_cache(tmp_path):
         executed("book/chapter.html")
 
 
+def _book_with_a_notebook_that_did_not_execute(root: Path) -> Path:
+    """A built book (ROOT/_build) of two notebook chapters: `chapter` executed (the cache
+    has its run, with one figure), `failed` did not (no run; the build's report of it)."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from PIL import Image
+
+    build = root / "_build"
+    html = build / "html"
+    (html / "_images").mkdir(parents=True)
+    Image.new("RGB", (20, 10), "red").save(html / "_images" / "figure.png")
+    (html / "chapter.html").write_text(_page(
+        "<h1>Chapter</h1><div class='cell_output'><img src='_images/figure.png' alt='a'>"
+        "</div>", "chapter"))
+    (html / "failed.html").write_text(_page("<h1>Failed</h1><p>No outputs.</p>", "failed"))
+    (html / "reports").mkdir()
+    (html / "reports" / "failed.err.log").write_text(
+        "Traceback (most recent call last):\nZeroDivisionError: division by zero\n")
+    code = [("plt.imshow(x);", [])]
+    for name in ("chapter", "failed"):
+        nbformat.write(nbformat.from_dict(_notebook(code if name == "chapter" else
+                                                    [("1 / 0", [])])),
+                       root / f"{name}.ipynb")
+    get_cache(build / ".jupyter_cache").cache_notebook_bundle(
+        CacheBundleIn(nbformat.from_dict(_notebook([("plt.imshow(x);", [PNG_OUTPUT])])),
+                      str(root / "chapter.ipynb")), check_validity=False)
+    return build
+
+
+def test_a_notebook_that_did_not_execute_is_named_with_its_report(tmp_path):
+    build = _book_with_a_notebook_that_did_not_execute(tmp_path)
+    executed = check_pages.executed_notebooks(build, tmp_path)
+    assert check_pages.expected_figures(executed("chapter.html")) == (1, [])
+    with pytest.raises(check_pages.NotExecutedError) as caught:
+        executed("failed.html")
+    report = build / "html" / "reports" / "failed.err.log"
+    assert str(caught.value) == ("failed.ipynb did not execute (the execution cache has no "
+                                 f"run of its current code): see {report}")
+
+
 def test_cdn_urls_are_served_from_the_matching_npm_package(tmp_path):
     package = tmp_path / "node_modules" / "@scope" / "lib"
     (package / "dist").mkdir(parents=True)
@@ -185,3 +226,19 @@ def test_main_exits_nonzero_on_a_broken_site_and_zero_on_a_healthy_one(broken_si
     assert "1 pages checked" in capsys.readouterr().out
     assert check_pages.main(["--build-dir", str(broken_site), "--browser", browser]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_main_names_a_notebook_that_did_not_execute_and_checks_the_other_pages(tmp_path,
+                                                                             capsys):
+    browser = _browser_or_skip()
+    build = _book_with_a_notebook_that_did_not_execute(tmp_path)
+    assert check_pages.main(["--build-dir", str(build), "--browser", browser]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    lines = out.splitlines()
+    report = build / "html" / "reports" / "failed.err.log"
+    assert lines[lines.index("failed.html: 0 figures, 0 widgets, 0 math: 1 problems") + 1] \
+        == (f"  - failed.ipynb did not execute (the execution cache has no run of its "
+            f"current code): see {report}")
+    assert "chapter.html: 1 figures (notebook: 1), 0 widgets, 0 math: ok" in lines
+    assert lines[-1].startswith("2 pages checked") and lines[-1].endswith("FAILED")

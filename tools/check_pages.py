@@ -160,14 +160,22 @@ def expected_figures(nb: dict) -> tuple[int, list[str]]:
     return count, blank
 
 
+class NotExecutedError(LookupError):
+    """The execution cache has no run of a notebook's current code: the notebook did not
+    execute (a cell raised or timed out), or it changed after the build."""
+
+
 def executed_notebooks(build_dir: Path, root: Path) -> Callable[[str], dict | None]:
     """For a page (`book/x.html`), the executed notebook it was rendered from, or None for a
     page that is not a notebook.
 
     The execution cache (`BUILD_DIR/.jupyter_cache`) holds the outputs of the notebook's
     current code. `BUILD_DIR/jupyter_execute/` is not used: when the build takes a notebook
-    from the cache, myst-nb writes the unexecuted notebook there."""
+    from the cache, myst-nb writes the unexecuted notebook there. A notebook the cache has
+    no run of raises NotExecutedError, which names the build's report of its error
+    (`BUILD_DIR/html/reports/book/x.err.log`)."""
     cache_dir = build_dir / ".jupyter_cache"
+    reports = build_dir / "html" / "reports"
 
     def executed(rel: str) -> dict | None:
         source = root / Path(rel).with_suffix(".ipynb")
@@ -182,8 +190,16 @@ def executed_notebooks(build_dir: Path, root: Path) -> Callable[[str], dict | No
         try:
             _, merged = get_cache(cache_dir).merge_match_into_notebook(notebook)
         except KeyError:
-            raise LookupError(f"{source}: the execution cache has no run of its current code; "
-                              "rebuild the book") from None
+            name = Path(rel).with_suffix(".ipynb").as_posix()
+            report = reports / Path(rel).with_suffix(".err.log")
+            if report.is_file():
+                raise NotExecutedError(
+                    f"{name} did not execute (the execution cache has no run of its current "
+                    f"code): see {report}") from None
+            raise NotExecutedError(
+                f"{name}: the execution cache has no run of its current code: it did not "
+                f"execute (see {reports}/) or it changed after the build; rebuild the book"
+            ) from None
         return merged
 
     return executed
@@ -446,7 +462,8 @@ def check_site(html_dir: Path, executed: Callable[[str], dict | None] | None = N
                browser_path: str | None = None) -> tuple[list[PageReport], list[str]]:
     """Check every page of the site in `html_dir`; returns the page reports and the
     site-wide problems (links, blocked requests). `executed(page)` gives the executed
-    notebook a page was rendered from (None for other pages)."""
+    notebook a page was rendered from (None for other pages); a page whose notebook did not
+    execute (NotExecutedError) is a problem of that page, and the check goes on."""
     from playwright.sync_api import sync_playwright
 
     browser_path = browser_path or find_chromium()
@@ -463,7 +480,11 @@ def check_site(html_dir: Path, executed: Callable[[str], dict | None] | None = N
             context.route("**/*", lambda r: _route(r, base, blocked, node_modules))
             for path in pages:
                 rel = path.relative_to(html_dir).as_posix()
-                notebook = executed(rel) if executed is not None else None
+                not_executed = None
+                try:
+                    notebook = executed(rel) if executed is not None else None
+                except NotExecutedError as err:
+                    notebook, not_executed = None, str(err)
                 shot = screenshots / rel.replace("/", "_").replace(".html", ".png") \
                     if screenshots is not None else None
                 page = context.new_page()
@@ -471,6 +492,8 @@ def check_site(html_dir: Path, executed: Callable[[str], dict | None] | None = N
                     reports[rel] = check_page(page, base + rel, rel, notebook, shot)
                 finally:
                     page.close()
+                if not_executed:
+                    reports[rel].problems.insert(0, not_executed)
         finally:
             browser.close()
     site = check_links(reports, html_dir, base) + sorted(set(blocked))

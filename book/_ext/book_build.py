@@ -10,6 +10,11 @@
   `MathJax.Hub.Queue` are answered by the pages' MathJax 3 (else each label throws).
 - `_build/jupyter_execute/` holds the executed notebooks even when they come from the
   execution cache (myst-nb then writes the unexecuted ones there).
+- A notebook that did not execute (a cell raised, or ran past `execute.timeout`) fails
+  the build, which names each such chapter and its report
+  (`_build/html/reports/<docname>.err.log`); myst-nb only logs a warning and renders
+  the page with what ran before the error. The next build executes it again, so a fix
+  outside the notebook (in the package it imports) counts without editing the notebook.
 - Each script is included once. Inline scripts that extensions add after the HTML
   builder started (sphinx-thebe's settings, sphinx-togglebutton's selector) are
   registered twice by Sphinx 7, and the repeated `const THEBE_JS_URL` is a JavaScript
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,8 +37,11 @@ import sphinxcontrib.bibtex.plugin
 from pybtex.richtext import Text
 from pybtex.style.formatting.plain import Style as PlainStyle
 from pybtex.style.labels import BaseLabelStyle
+from sphinx.util import logging
 from sphinxcontrib.bibtex.style.referencing import BracketStyle
 from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
+
+LOGGER = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent.parent / "_static"
 
@@ -159,10 +169,82 @@ def _write_executed_notebooks(app: Any, exception: Exception | None) -> None:
         nbformat.write(executed, build / "jupyter_execute" / f"{docname}.ipynb")
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _execution_failures(env: Any) -> dict[str, dict[str, Any]]:
+    """By docname, the execution data of every notebook whose last execution failed
+    (myst-nb keeps it in the environment, which is saved between builds)."""
+    metadata = getattr(env, "nb_metadata", {})
+    failed = {}
+    for docname in sorted(env.found_docs):
+        data = metadata.get(docname, {}).get("exec_data")
+        if data and data.get("succeeded") is False:
+            failed[docname] = data
+    return failed
+
+
+def _read_failed_notebooks_again(app: Any, env: Any, added: set[str],
+                                 changed: set[str], removed: set[str]) -> list[str]:
+    """A notebook that failed is not in the execution cache: reading it again executes
+    it again, even when only what it imports or reads was fixed."""
+    return [docname for docname in _execution_failures(env) if docname not in removed]
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working folder when it lies inside it."""
+    relative = os.path.relpath(path)
+    return path.as_posix() if relative.startswith("..") else Path(relative).as_posix()
+
+
+def _what_went_wrong(data: dict[str, Any]) -> str:
+    """One line from the execution's traceback: the exception a cell raised (its last
+    line), or the executor's own error (a timeout, a kernel that died)."""
+    error = data.get("error") or "execution failed"
+    text = ANSI_ESCAPE.sub("", data.get("traceback") or "")
+    lines = [line.strip() for line in text.splitlines()]
+    if error == "CellExecutionError":  # the cell's exception comes last
+        lines = [line for line in lines if line and not set(line) <= set("-")]
+        found = lines[-1:]
+    else:
+        found = [line.split(": ", 1)[-1] for line in lines
+                 if re.match(rf"([\w.]+\.)?{re.escape(error)}: ", line)]
+        found = [f"{error}: {found[-1]}"] if found else []
+    line = found[0] if found else error
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+def _fail_on_notebooks_that_did_not_execute(app: Any,
+                                            exception: Exception | None) -> None:
+    """Log one line per notebook whose last execution failed, and make the build's
+    exit status 1 (raising here would end `jupyter-book build` in a long traceback)."""
+    if exception is not None:
+        return
+    reports = Path(app.outdir) / "reports"
+    failures = _execution_failures(app.env)
+    for docname, data in getattr(app.env, "nb_metadata", {}).items():
+        # the report of a notebook that failed before and executes now
+        report = reports.joinpath(*f"{docname}.err.log".split("/"))
+        if docname not in failures and data.get("exec_data") and report.is_file():
+            report.unlink()
+    if not failures:
+        return
+    lines = [f"{len(failures)} notebook(s) did not execute:"]
+    for docname, data in failures.items():
+        report = reports.joinpath(*f"{docname}.err.log".split("/"))
+        source = _shown(Path(app.env.doc2path(docname)))
+        lines.append(f"  {docname} ({source}): {_what_went_wrong(data).rstrip('.')}; "
+                     f"see {_shown(report)}")
+    LOGGER.error("\n".join(lines))
+    app.statuscode = 1
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("config-inited", _configure)
     app.add_css_file("book.css")
     app.add_js_file(None, body=LIGHT_BY_DEFAULT, priority=100)
     app.connect("html-page-context", _one_copy_of_each_script, priority=900)
     app.connect("build-finished", _write_executed_notebooks)
+    app.connect("env-get-outdated", _read_failed_notebooks_again)
+    app.connect("build-finished", _fail_on_notebooks_that_did_not_execute)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
