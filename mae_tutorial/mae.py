@@ -76,7 +76,11 @@ class MaskedAutoencoderViT(ViTEncoder):
         # ---- decoder: project -> insert mask tokens -> unshuffle -> positions -> blocks -> pixels
         grid = self.patch_embed.grid_size
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        # One learned token for every removed position. The w/ [M] ablation has its mask tokens
+        # in the encoder instead, so it holds no decoder token: a parameter no loss reaches
+        # would make DistributedDataParallel fail (it waits for every parameter's gradient).
+        self.mask_token = (None if encoder_mask_token
+                           else nn.Parameter(torch.zeros(1, 1, decoder_embed_dim)))
         self.register_buffer(
             "decoder_pos_embed", sincos_2d(decoder_embed_dim, grid, cls_token=True)[None]
         )
@@ -88,7 +92,8 @@ class MaskedAutoencoderViT(ViTEncoder):
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
 
         self.init_weights()
-        nn.init.normal_(self.mask_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
         if self.encoder_mask_token is not None:
             nn.init.normal_(self.encoder_mask_token, std=0.02)
 
@@ -117,7 +122,7 @@ class MaskedAutoencoderViT(ViTEncoder):
         x = self.decoder_embed(latent)  # (N, 1 + K, Dd)
         n, length = ids_restore.shape
         dim = x.shape[-1]
-        if self.encoder_mask_token is None:  # MAE: mask tokens go in here, not in the encoder
+        if self.mask_token is not None:  # MAE: mask tokens go in here, not in the encoder
             mask_tokens = self.mask_token.expand(n, length - (x.shape[1] - 1), -1)  # (N, L-K, Dd)
             x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (N, L, Dd) in shuffled order
             x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # in order

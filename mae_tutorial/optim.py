@@ -71,11 +71,18 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def gpu_has_native_bf16(device: torch.device) -> bool:
+    """Whether this CUDA GPU computes in bf16 in hardware: compute capability 8.0 (Ampere)
+    and newer. Older GPUs, such as Colab's T4 (7.5), emulate it slowly although
+    `torch.cuda.is_bf16_supported()` says True. False for any other device. Chapter 6."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The mixed-precision dtype for this hardware and setting (None: full fp32) (chapter 6).
-    `auto`: bf16 on GPUs that have it (compute capability 8.0, Ampere, and newer), fp16 on
-    older ones such as Colab's T4 (7.5); bf16 on CPUs with native bf16 matrix products
-    (`cpu_has_native_bf16`), fp32 on other CPUs and on Apple's MPS."""
+    `auto`: bf16 on GPUs that have it (`gpu_has_native_bf16`), fp16 on older ones such as
+    Colab's T4; bf16 on CPUs with native bf16 matrix products (`cpu_has_native_bf16`), fp32
+    on other CPUs and on Apple's MPS."""
     if amp not in ("auto", "bf16", "fp16", "off"):
         raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
     if amp == "auto" and device.type == "cpu":
@@ -83,5 +90,5 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+        return torch.bfloat16 if gpu_has_native_bf16(device) else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16

@@ -1,9 +1,13 @@
 """benchmarks/gpu_check.py, the one script for a lent GPU, runs every check (tiny, on the CPU)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
@@ -19,3 +23,23 @@ def test_gpu_check_runs_every_check_on_the_cpu():
                  "Hugging Face", "throughput table"):
         assert any(name in row for row in rows), name
     assert "10 passed, 0 failed" in done.stdout
+
+
+@pytest.mark.parametrize(("capability", "bf16"), [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_bf16_rows_only_on_gpus_with_native_bf16(tmp_path, monkeypatch, capability, bf16):
+    """A T4 (7.5) emulates bf16 although torch.cuda.is_bf16_supported() says True: its rows
+    run in fp16 only. Checked with a faked GPU: the throughput table is told what it may use."""
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    told = []
+    monkeypatch.setattr(gpu_check.mt, "pick_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a faked GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(gpu_check, "throughput_table",
+                        lambda args, device, work, bf16: told.append(bf16) or "table")
+    monkeypatch.setattr(gpu_check.tempfile, "mkdtemp", lambda prefix: str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--throughput-only"])
+    assert gpu_check.main() == 0
+    assert told == [bf16]

@@ -367,3 +367,36 @@ def test_ablation_model_fields_change_the_model(tmp_path):
     assert model.encoder_mask_token is not None
     assert mt.config.model_kwargs(cfg(tmp_path)) == {
         **mt.MODEL_PRESETS["vit_mini_patch4"], "norm_pix_loss": True, "encoder_mask_token": False}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"encoder_mask_token": True}, {"loss_on_all": True},
+                                       {"norm_pix_loss": True, "decoder_depth": 2}])
+def test_every_parameter_gets_a_gradient(tmp_path, overrides):
+    """DDP waits for the gradient of every parameter, so no setting may hold one that its
+    loss never reaches (the w/ [M] ablation has no decoder mask token)."""
+    c = cfg(tmp_path, **overrides)
+    torch.manual_seed(0)
+    model = MaskedAutoencoderViT(**mt.config.model_kwargs(c))
+    model(torch.randn(2, 3, 32, 32), c.mask_ratio, loss_on_all=c.loss_on_all)[0].backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    keys = set(model.state_dict())
+    assert ("mask_token" in keys) != bool(overrides.get("encoder_mask_token"))
+    assert ("encoder_mask_token" in keys) == bool(overrides.get("encoder_mask_token"))
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_encoder_mask_token_ablation_trains_under_torchrun(tmp_path):
+    """Table 1c's variant under DDP: every parameter the model holds must get a gradient,
+    or DistributedDataParallel fails at the second step."""
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mae_tutorial.train", "--preset", "quick", "--encoder-mask-token",
+         "--max-steps", "3", "--synthetic-size", "256", "--batch-size", "16", "--device", "cpu",
+         "--output-dir", str(out), "--no-progress", "--log-every", "1",
+         "--checkpoint-every", "3"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "x 2 processes" in done.stdout
+    assert [r["step"] for r in tr.read_metrics(out) if "loss" in r] == [1, 2, 3]
+    state = tr.read_training_checkpoint(out / tr.CHECKPOINT)
+    assert state["step"] == 3 and state["model_config"]["encoder_mask_token"] is True
