@@ -4,9 +4,11 @@ print
   - the masked-patch loss on held-out images as a fraction of the loss of predicting zeros
     (1.0 = no better than nothing; the goal for two CPU minutes is at most 0.5),
   - k-NN and linear-probe accuracy of the frozen, mean-pooled features against the same
-    encoder at its random initialization (5,000 / 2,000 images; the goal is +15 k-NN points).
+    encoder at its random initialization (5,000 / 2,000 images; the goal is +15 k-NN points),
+  - with --finetune, chapter 7's short fine-tuning of the encoder and of the same ViT from
+    scratch, and its seconds.
 
-    python benchmarks/quick_budget.py [--seed 0] [--output-dir runs/quick-budget]
+    python benchmarks/quick_budget.py [--seed 0] [--epochs 10] [--amp auto|off] [--finetune]
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default="runs/quick-budget")
+    parser.add_argument("--epochs", type=int, default=None, help="the preset's if not given")
+    parser.add_argument("--amp", default="auto", help="auto, bf16 or off (fp32)")
+    parser.add_argument("--finetune", action="store_true",
+                        help="also fine-tune as chapter 7 does (pre-trained and from scratch)")
     args = parser.parse_args()
     shutil.rmtree(args.output_dir, ignore_errors=True)
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
     cfg = tr.config_from_preset("quick", output_dir=args.output_dir, progress=False,
-                                seed=args.seed)
+                                seed=args.seed, amp=args.amp, **epochs)
     amp = autocast_dtype(torch.device("cpu"), cfg.amp)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mixed precision "
           f"{amp or 'off (fp32)'}, preset quick, seed {args.seed}, dataset synthetic")
@@ -53,6 +60,15 @@ def main() -> None:
     for name, key in (("k-NN", "knn"), ("linear probe", "linear_probe")):
         print(f"{name}, mean-pooled: pre-trained {ours[key]:.1f}%, random init "
               f"{theirs[key]:.1f}%, gain {ours[key] - theirs[key]:+.1f} points")
+    if args.finetune:
+        for pretrained in (True, False):
+            start = time.perf_counter()
+            tuned = mt.evaluate.finetune(train_set, test_set, mae, pretrained=pretrained,
+                                         seed=0, device="cpu",
+                                         **mt.evaluate.SHORT_FINETUNE)
+            print(f"fine-tuned {'pre-trained' if pretrained else 'from scratch'}: "
+                  f"{tuned['accuracy']:.1f}% after {tuned['steps']} steps in "
+                  f"{time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

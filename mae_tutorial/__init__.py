@@ -13,7 +13,7 @@ from .mae import MODEL_PRESETS, MaskedAutoencoderViT, mae_from_preset, normalize
 from .masking import num_visible, random_masking
 from .patches import patchify, unpatchify
 from .pos_embed import sincos_2d
-from .runtime import budget, derive_seed, pick_device, seed_everything
+from .runtime import derive_seed, pick_device, seed_everything
 from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncoder
 
 # The outer layer, one module per concern, loaded when first used.
@@ -26,7 +26,7 @@ LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
 
 __all__ = [
     "MODEL_PRESETS", "Attention", "Block", "MaskedAutoencoderViT", "Mlp", "PatchEmbed",
-    "ViTEncoder", "VisionTransformer", "budget", "derive_seed", "mae_from_preset",
+    "ViTEncoder", "VisionTransformer", "derive_seed", "mae_from_preset",
     "normalize_patches", "num_visible", "patchify", "pick_device", "random_masking",
     "seed_everything", "sincos_2d", "unpatchify", *SUBMODULES, *LAZY_NAMES,
 ]

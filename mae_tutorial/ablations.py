@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import config_from_preset, model_kwargs
 from .data import ImageSet, load_dataset
-from .evaluate import frozen_feature_report
+from .evaluate import SHORT_FINETUNE, frozen_feature_report
 from .mae import MaskedAutoencoderViT
 from .runs import book_model, finetune_once
 from .train import read_metrics
@@ -65,7 +65,6 @@ ABLATIONS: dict[str, Ablation] = {
     "grid": Ablation("mask sampling", "grid, 75%", {"masking": "grid"}, "Table 1f",
                      "84.0 / 66.0"),
 }
-FINETUNE = {"quick": dict(epochs=3, base_lr=1e-2), "full": dict(epochs=30, base_lr=1e-3)}
 
 
 def evaluation_data() -> tuple[ImageSet, ImageSet]:
@@ -90,7 +89,7 @@ def pretraining_flops(overrides: dict[str, Any], batch: int = 8) -> float:
     return counter.get_total_flops() / batch
 
 
-def run_ablation(name: str, budget: str = "quick", data: tuple[ImageSet, ImageSet] | None = None,
+def run_ablation(name: str, data: tuple[ImageSet, ImageSet] | None = None,
                  finetune: bool = True) -> dict[str, Any]:
     """Pre-train the variant `name` once (`book_model`, cached) and measure it: k-NN and linear
     probe on frozen mean-pooled features, fine-tuning (cached, `finetune_once`), pre-training
@@ -98,14 +97,14 @@ def run_ablation(name: str, budget: str = "quick", data: tuple[ImageSet, ImageSe
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; choose one of {list(ABLATIONS)}")
     overrides = ABLATIONS[name].overrides
-    model, run = book_model(budget, **overrides)
+    model, run = book_model(**overrides)
     train, test = data or evaluation_data()
     report = frozen_feature_report(model, train, test, pool="mean")
     row: dict[str, Any] = {"knn": report["knn"], "linear_probe": report["linear_probe"],
                            "flops_per_image": pretraining_flops(overrides)}
     if finetune:
         tuned = finetune_once(run, train, test, model, seed=0, device=next(
-            model.parameters()).device, **FINETUNE[budget])
+            model.parameters()).device, **SHORT_FINETUNE)
         row["finetune"] = tuned["accuracy"]
     rates = [m["images_per_s"] for m in read_metrics(run) if "images_per_s" in m]
     row["images_per_s"] = sorted(rates)[len(rates) // 2] if rates else float("nan")

@@ -165,7 +165,7 @@ class MaskedAutoencoderViT(ViTEncoder):
 # Model architectures by name. The paper's three use a 512-d, 8-block decoder with 16 heads.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # 128-d, 4 blocks on 4x4 patches of 32x32 images, a one-block decoder: learns features
-    # in two CPU minutes (the notebooks' quick budget and CI; chosen by a measured sweep,
+    # in a CPU minute or two (the chapters' shared model; chosen by a measured sweep,
     # benchmarks/README.md).
     "vit_mini_patch4": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
                             decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=4),

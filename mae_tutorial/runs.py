@@ -1,11 +1,13 @@
-"""Pre-train once, use many times: the cached pre-training run that chapters share.
+"""Pre-train once, use many times: the cached pre-training run that chapters share, and the
+measurements the project ships with the package.
 
 Chapters 5 to 9 look at the same quick MAE from different sides (its loss, its training, its
-features). Each calls `pretrain_once("quick")`: the first call trains it, as
+features). Each calls `book_model()`: the first call trains it, as
 `python -m mae_tutorial.train --preset quick` would, and later calls load it. The cache key
 hashes the run's settings, the source of the modules a run executes, torch's version and the
 mixed-precision dtype this machine resolves, so a change to any of them trains anew (and the
-older finished run of the same settings is removed).
+older finished run of the same settings is removed). Loading prints nothing and training shows
+only a progress bar on stderr, so a chapter's page looks the same whichever happened.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import io
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,26 +63,30 @@ def _source_digest(modules: tuple[str, ...] | None = None) -> Any:
     return digest
 
 
+def default_cache() -> Path:
+    """Where the book's pre-trained models are kept: the folder `MAE_RUNS_CACHE` names, else
+    `runs/cache` under the working directory (`book/runs/cache` when the chapters run in the
+    checkout). Chapters 5-9."""
+    return Path(os.environ.get("MAE_RUNS_CACHE") or "runs/cache")
+
+
 def pretrain_once(
-    preset: str = "quick", cache: str | Path = "runs/cache", **overrides: Any
+    preset: str = "quick", cache: str | Path | None = None, **overrides: Any
 ) -> tuple[MaskedAutoencoderViT, Path]:
     """The MAE pre-trained by a training preset (with `overrides`), trained on the first call
-    and loaded from `cache` afterwards; returns (model in eval mode on the run's device, run
-    folder with checkpoint.pth and metrics.jsonl). Chapters 5-9.
+    and loaded from `cache` (default: `default_cache()`) afterwards; returns (model in eval mode
+    on the run's device, run folder with checkpoint.pth and metrics.jsonl). Chapters 5-9.
 
     Training happens in `<key>.partial` and the folder is renamed when it ends, so an
     interrupted run is continued (`--resume`), never mistaken for a finished one."""
-    cfg = config_from_preset(preset, progress=False, **overrides)
+    cfg = config_from_preset(preset, **overrides)
     key = f"{preset}-{run_key(cfg)}"
-    cache = Path(cache)
+    cache = default_cache() if cache is None else Path(cache)
     done = cache / key
     cache.mkdir(parents=True, exist_ok=True)
     with _exclusive(cache / f"{key}.lock"):  # one process trains; the others wait, then load
-        if (done / CHECKPOINT).exists():
-            print(f"pre-trained '{preset}' model loaded from {done} (trained earlier with the "
-                  "same settings and package code)")
-        else:
-            _train_into(cfg, cache, key, preset)
+        if not (done / CHECKPOINT).exists():
+            _train_into(cfg, cache, key)
     model = mae_from_checkpoint(done / CHECKPOINT).to(pick_device(cfg.device)).eval()
     return model, done
 
@@ -102,33 +107,27 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _train_into(cfg: TrainConfig, cache: Path, key: str, preset: str) -> None:
+def _train_into(cfg: TrainConfig, cache: Path, key: str) -> None:
     """Train `cfg` in `<key>.partial` (resuming an interrupted attempt), rename it `<key>`,
-    and remove the runs of the same settings by older code."""
+    and remove the runs of the same settings by older code. Only the progress bar shows (on
+    stderr, which the book's pages leave out)."""
     partial, done = cache / f"{key}.partial", cache / key
-    cfg = dataclasses.replace(cfg, output_dir=str(partial))
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        summary = train(cfg, resume=(partial / CHECKPOINT).exists())
+    cfg = dataclasses.replace(cfg, output_dir=str(partial), progress=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # the run's log lines
+        train(cfg, resume=(partial / CHECKPOINT).exists())
     partial.rename(done)
     settings = key.rsplit("-", 1)[0]
     for stale in cache.glob(f"{settings}-*"):  # finished runs of older code; a '.partial'
         if stale.is_dir() and "." not in stale.name and stale.name != key:  # may be training
             shutil.rmtree(stale)
             stale.with_name(f"{stale.name}.lock").unlink(missing_ok=True)
-    print(f"pre-trained '{preset}': {summary['steps']} steps on {cfg.dataset} in "
-          f"{time.perf_counter() - start:.0f} s, saved in {done}")
 
 
-def book_model(budget: str, **overrides: Any) -> tuple[MaskedAutoencoderViT, Path]:
+def book_model(**overrides: Any) -> tuple[MaskedAutoencoderViT, Path]:
     """The MAE the chapters share (landing page, chapters 5-9): the `quick` training preset,
-    10 epochs in the quick budget (CPU, two minutes), 100 in the full one (GPU), with
-    `overrides` for the variants chapters compare (e.g. `norm_pix_loss=False`); see
-    `pretrain_once`."""
-    if budget not in ("quick", "full"):
-        raise ValueError(f"budget must be 'quick' or 'full', got {budget!r}")
-    epochs = {"quick": 10, "full": 100}[budget]
-    return pretrain_once("quick", **{"epochs": epochs, **overrides})
+    the same on every machine (a GPU only trains it faster), with `overrides` for the
+    variants chapters compare (e.g. `norm_pix_loss=False`); see `pretrain_once`."""
+    return pretrain_once("quick", **overrides)
 
 
 _FINETUNE_SIGNATURE = inspect.signature(finetune)
@@ -137,49 +136,37 @@ _FINETUNE_SIGNATURE = inspect.signature(finetune)
 def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
                   mae: MaskedAutoencoderViT, **kwargs: Any) -> dict[str, float]:
     """`evaluate.finetune(data_train, data_test, mae, **kwargs)` for the model pre-trained in
-    `run` (a folder of `pretrain_once`), computed on the first call and kept in that folder as
-    JSON, keyed by the settings and the data; later calls read it. Chapters 7 and 9.
+    `run` (a folder of `pretrain_once`), computed on the first call (with a progress bar on
+    stderr) and kept in that folder as JSON, keyed by the settings and the data; later calls
+    read it. Chapters 7 and 9.
 
     The key hashes the package's whole source too, so new code means a new fine-tuning."""
     call = _FINETUNE_SIGNATURE.bind(data_train, data_test, mae, **kwargs)
     call.apply_defaults()  # a default passed explicitly or left out is the same setting
     settings = json.dumps({k: str(v) for k, v in sorted(call.arguments.items())
-                           if k not in ("data_train", "data_test", "mae", "device")})
+                           if k not in ("data_train", "data_test", "mae", "device",
+                                        "progress")})
     digest = _source_digest()  # all of the package: fine-tuning runs evaluate's code too
     digest.update(settings.encode())
     for data in (data_train, data_test):
         digest.update(data.images.numpy().tobytes() + data.labels.numpy().tobytes())
     path = Path(run) / f"finetune-{digest.hexdigest()[:12]}.json"
     if path.exists():
-        result = json.loads(path.read_text())
-        print(f"fine-tuning result loaded from {path} (computed earlier, same settings, data "
-              "and code)")
-        return result
-    result = finetune(data_train, data_test, mae, **kwargs)
+        return json.loads(path.read_text())
+    result = finetune(data_train, data_test, mae, **{"progress": True, **kwargs})
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     return result
 
 
-REPOSITORY_URL = "https://raw.githubusercontent.com/mae-tutorial/mae-tutorial/main"
-
-
-def project_file(path: str) -> str:
-    """The text of a file of this book's repository, e.g. a benchmark's results
-    ("benchmarks/results/ablations.json"): from the checkout (the package's folder's parent,
-    or the parent of the working directory: the notebooks run in book/), else from GitHub, as
-    on Colab where only the package is installed. Chapter 9 and the appendices."""
-    for root in (Path(__file__).resolve().parents[1], Path.cwd().parent):
-        if (root / path).is_file():
-            return (root / path).read_text()
-    import urllib.request
-
-    url = f"{REPOSITORY_URL}/{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as reply:
-            return reply.read().decode()
-    except OSError as exc:
-        raise FileNotFoundError(f"{path} is neither in a checkout of the book's repository nor "
-                                f"reachable at {url} ({exc}); clone the repository and run "
-                                "from it") from exc
+def read_result(name: str) -> str:
+    """The text of a measurement the project ships with the package, in `mae_tutorial/results/`
+    (benchmark logs and results files, e.g. "ablations.json"), so chapters read them offline and
+    on Colab alike. The benchmarks write them there. Chapter 9 and the appendices."""
+    path = Path(__file__).parent / "results" / name
+    if not path.is_file():
+        known = sorted(p.name for p in path.parent.glob("*") if p.is_file())
+        raise FileNotFoundError(f"no measurement {name!r} in {path.parent}; the package ships "
+                                f"{known}")
+    return path.read_text()

@@ -1,10 +1,11 @@
-"""Where the code runs: device choice, seeds, and the compute budget the chapters use."""
+"""Where the code runs: device choice and seeds."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,20 @@ def enable_tf32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """Inside this block, fp32 matrix products and convolutions on an NVIDIA GPU are computed in
+    full fp32, not in TF32 (about 10 bits of mantissa), which `enable_tf32` turns on for
+    products and cuDNN uses for convolutions by default: for checks that compare results to
+    1e-6. Nothing changes on a CPU. Chapters 1 and 6."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def derive_seed(seed: int, stream: str, index: int = 0) -> int:
     """The seed of one random stream of a run (chapter 6): from the run's `seed`, the
     stream's name ("order", "augment", "mask", "synthetic-train", ...) and an index (an
@@ -50,17 +65,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def budget(device: torch.device) -> str:
-    """The chapters' compute budget: 'full' on a GPU, 'quick' elsewhere; MAE_BUDGET=quick|full
-    overrides (CI uses quick)."""
-    forced = os.environ.get("MAE_BUDGET")
-    if forced is not None:
-        if forced not in ("quick", "full"):
-            raise ValueError(f"MAE_BUDGET must be 'quick' or 'full', got {forced!r}")
-        return forced
-    return "full" if device.type == "cuda" else "quick"
 
 
 def rng_state() -> dict[str, Any]:
@@ -79,10 +83,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     # An older checkpoint's "cuda" entry (one state per GPU it saw) is ignored: restoring it
     # fails on a machine with fewer GPUs, and no step depends on it.
-
-
-
-
 
 
 def _to_tuple(x: Any) -> Any:

@@ -235,10 +235,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             f"{run.amp_dtype or 'off (fp32)'}")
     batches = step_batches(cfg, run.data, run.device, run.start_step * cfg.accum_steps,
                            end * cfg.accum_steps, run.rank, run.world)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar on stderr, also in notebooks (the pages leave stderr out)
 
     bar = tqdm(total=run.total, initial=run.start_step, disable=not (run.is_main and cfg.progress),
-               desc="pre-training", dynamic_ncols=True)
+               desc="pre-training", dynamic_ncols=True, mininterval=1.0)
     last_saved, value, t0, seen = run.start_step, float("nan"), time.perf_counter(), 0
     first_bad = torch.full((), -1, device=run.device)  # the first step with a NaN/inf loss
     run.model.train()

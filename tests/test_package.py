@@ -74,21 +74,33 @@ def test_one_encoder_path_for_mae_classifier_and_attention():
 
 
 def test_every_notebook_links_to_the_repository_of_the_config():
+    """The repository's address lives in _config.yml; every badge and every setup cell's
+    install line follows it, and the install block is the same in every chapter."""
     config = (ROOT / "_config.yml").read_text()
     repo = re.search(r"^repository:\n\s+url: (\S+)", config, re.M).group(1)
+    branch = re.search(r"^repository:\n(?:\s+.*\n)*?\s+branch: (\S+)", config, re.M).group(1)
     assert repo.startswith("https://github.com/")
     slug = repo.removeprefix("https://github.com/")
+    installs = {}
     for path in sorted((ROOT / "book").glob("*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
         text = "\n".join("".join(c["source"]) for c in cells)
         setup = [c for c in cells if "".join(c["source"]).startswith("# Setup.")]
         assert len(setup) == 1, f"{path.name}: one setup cell"
-        assert f'"git+{repo}"' in "".join(setup[0]["source"]), path.name
+        source = "".join(setup[0]["source"])
+        assert cells.index(setup[0]) == 1, f"{path.name}: the setup cell comes first"
+        installs[path.name] = source[:source.index("run this cell again")]
+        assert f'REPOSITORY = "{repo}"' in source, path.name
         for url in re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", text):
-            assert url == (f"https://colab.research.google.com/github/{slug}/blob/main/book/"
+            assert url == (f"https://colab.research.google.com/github/{slug}/blob/{branch}/book/"
                            f"{path.name}"), f"{path.name}: {url}"
         if path.stem != "intro":
             assert f"colab.research.google.com/github/{slug}" in text, f"{path.name}: badge"
+    first = next(iter(installs.values()))
+    assert "MAE_TUTORIAL_PIP" in first and "pip.stdout + pip.stderr" in first
+    assert all(block == first for block in installs.values()), "one install block everywhere"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'Repository = "{repo}"' in pyproject
 
 
 def test_every_public_name_says_which_chapter_teaches_it():

@@ -1,6 +1,7 @@
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,22 +12,32 @@ from mae_tutorial.train import CHECKPOINT
 SMALL = dict(synthetic_size=256, batch_size=32, max_steps=3, checkpoint_every=1, log_every=1)
 
 
-def test_trains_once_then_loads_the_same_model(tmp_path, capsys):
+def test_trains_once_then_loads_the_same_model(tmp_path, capfd):
     model, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
-    assert "3 steps on synthetic" in capsys.readouterr().out
+    out, err = capfd.readouterr()
+    assert out == "" and "pre-training" in err  # a progress bar on stderr, nothing else
     assert (run / CHECKPOINT).exists() and len(mt.train.read_metrics(run)) == 3
     again, run_again = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
-    assert "loaded from" in capsys.readouterr().out and run_again == run
+    assert capfd.readouterr() == ("", "") and run_again == run  # loading says nothing
     assert not again.training
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(),
                             strict=True):
         assert a.equal(b), name
 
 
-def test_a_changed_setting_trains_anew_and_replaces_the_stale_run(tmp_path, capsys):
+def test_the_cache_folder_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAE_RUNS_CACHE", raising=False)
+    assert runs.default_cache() == Path("runs/cache")
+    monkeypatch.setenv("MAE_RUNS_CACHE", str(tmp_path / "shared"))
+    _, run = runs.pretrain_once("quick", **SMALL)
+    assert run.parent == tmp_path / "shared" and not (tmp_path / "runs").exists()
+
+
+def test_a_changed_setting_trains_anew_and_replaces_the_stale_run(tmp_path):
     _, first = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
     _, second = runs.pretrain_once("quick", cache=tmp_path, **{**SMALL, "max_steps": 2})
-    assert second != first and "2 steps" in capsys.readouterr().out
+    assert second != first and mt.train.read_metrics(second)[-1]["step"] == 2
     assert first.exists() and second.exists()  # other settings: both kept
     # where and how a run is shown is not part of its key
     cfg = mt.config.config_from_preset("quick", **SMALL)
@@ -63,15 +74,16 @@ def test_a_changed_package_trains_anew_and_removes_the_stale_run(tmp_path, monke
 def test_two_processes_asking_at_once_train_once(tmp_path):
     code = (f"import mae_tutorial as mt; mt.runs.pretrain_once('quick', cache=r'{tmp_path}', "
             "synthetic_size=256, batch_size=32, max_steps=3)")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    assert sorted("loaded from" in out for out in outputs) == [False, True], outputs
+    # only the process that trains shows a progress bar; the other waits, then loads
+    assert sorted("pre-training" in err for err in errors) == [False, True], errors
     assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 1
 
 
-def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path, capsys):
+def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path):
     cfg = mt.config.config_from_preset("quick", progress=False, **SMALL)
     key = f"quick-{runs.run_key(cfg)}"
     partial = tmp_path / f"{key}.partial"
@@ -80,7 +92,6 @@ def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path, capsys)
     assert run == tmp_path / key and not partial.exists()
     steps = [m["step"] for m in mt.train.read_metrics(run)]
     assert steps == [1, 2, 3]  # steps 1-2 from the interrupted session, 3 from the resume
-    assert "3 steps" in capsys.readouterr().out
 
 
 def test_unknown_preset_is_refused(tmp_path):
@@ -88,12 +99,15 @@ def test_unknown_preset_is_refused(tmp_path):
         runs.pretrain_once("medium", cache=tmp_path)
 
 
-def test_book_model_needs_a_known_budget():
-    with pytest.raises(ValueError, match="budget must be"):
-        runs.book_model("medium")
+def test_the_book_model_is_the_quick_preset_on_every_device(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(runs, "pretrain_once", lambda preset, **kw: seen.append((preset, kw)))
+    runs.book_model()
+    runs.book_model(mask_ratio=0.5)
+    assert seen == [("quick", {}), ("quick", {"mask_ratio": 0.5})]
 
 
-def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypatch, capsys):
+def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypatch, capfd):
     model, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
     data = mt.data.load_dataset("synthetic", synthetic_size=128)
     test = mt.data.load_dataset("synthetic", synthetic_size=64, seed=5)
@@ -106,8 +120,9 @@ def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypa
 
     monkeypatch.setattr(runs, "finetune", counting)
     first = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
+    capfd.readouterr()
     again = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
-    assert again == first and len(calls) == 1 and "loaded from" in capsys.readouterr().out
+    assert again == first and len(calls) == 1 and capfd.readouterr().out == ""
     explicit = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32,
                                   pretrained=True, seed=0)  # the defaults, passed
     assert explicit == first and len(calls) == 1
@@ -119,9 +134,60 @@ def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypa
     assert not list(run.glob("*.tmp"))
 
 
-def test_project_files_come_from_the_checkout(monkeypatch):
-    text = runs.project_file("benchmarks/results/gpu_check_h200.log")
-    assert "NVIDIA H200" in text
-    monkeypatch.setattr(runs, "REPOSITORY_URL", "http://127.0.0.1:9/none")  # nothing listens
-    with pytest.raises(FileNotFoundError, match="neither in a checkout"):
-        runs.project_file("benchmarks/results/no_such_file.json")
+def test_measurements_ship_with_the_package():
+    assert "NVIDIA H200" in runs.read_result("gpu_check_h200.log")
+    with pytest.raises(FileNotFoundError, match="ships.*ablations.json"):
+        runs.read_result("no_such_file.json")
+
+
+def test_the_installed_package_carries_its_measurements(tmp_path):
+    """A wheel (what pip installs on Colab) holds the results files chapters read."""
+    import zipfile
+
+    root = Path(runs.__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(root)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("mae_tutorial-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {p.name for p in (root / "mae_tutorial" / "results").iterdir()}
+    assert shipped and {f"mae_tutorial/results/{n}" for n in shipped} <= set(names)
+
+
+def test_the_shipped_cpu_figures_are_the_benchmark_readmes():
+    """cpu_speed.json (what chapter 9 reads) holds the figures benchmarks/README.md reports."""
+    import json
+    import re
+
+    cpu = json.loads(runs.read_result("cpu_speed.json"))
+    readme = " ".join((Path(runs.__file__).resolve().parents[1] / "benchmarks" / "README.md")
+                      .read_text().split())
+    for row in cpu["training_step"]:
+        assert row["command"].split("python ")[1].split()[0] in readme, row
+    rows = {(r["model"], r["amp"]): r["images_per_s"] for r in cpu["training_step"]}
+    assert f"| fp32 | {rows['vit_mini_patch4', 'fp32']} |" in readme
+    assert f"(the default here) | **{rows['vit_mini_patch4', 'bf16']}** |" in readme
+    tiny = re.search(r"`vit_tiny_patch4` \(`--steps 3 --rounds 3`\) \| (\d+) / \d+ .*? \| "
+                     r"(\d+) / \d+", readme)
+    assert (int(tiny[1]), int(tiny[2])) == (rows["vit_tiny_patch4", "fp32"],
+                                            rows["vit_tiny_patch4", "bf16"])
+    c = cpu["compile"]
+    assert (f"the first two compiled steps took {c['first_two_steps_s']} s" in readme and
+            f"({c['compiled_fp32_images_per_s']} vs {c['eager_fp32_images_per_s']} images/s)"
+            in readme and f"eager bf16 ({c['eager_bf16_images_per_s']}," in readme)
+
+
+def test_exact_fp32_turns_tf32_off_inside_and_restores_it():
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        with mt.runtime.exact_fp32():
+            assert not torch.backends.cuda.matmul.allow_tf32
+            assert not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        with pytest.raises(ValueError), mt.runtime.exact_fp32():
+            raise ValueError("restored on the way out, too")
+        assert torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
