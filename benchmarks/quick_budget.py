@@ -1,14 +1,14 @@
-"""What the quick budget buys: pre-train the `quick` preset on `synthetic` on this machine, then
-print
+"""What the book's shared model learns: pre-train the `quick` preset on `synthetic` on this
+machine, then print
   - the wall-clock time of the pre-training (start-up included),
   - the masked-patch loss on held-out images as a fraction of the loss of predicting zeros
-    (1.0 = no better than nothing; the goal for two CPU minutes is at most 0.5),
+    (1.0 = no better than nothing; the goal is at most 0.5),
   - k-NN and linear-probe accuracy of the frozen, mean-pooled features against the same
-    encoder at its random initialization (5,000 / 2,000 images; the goal is +15 k-NN points),
+    encoder at its random initialization (5,000 / 2,000 images),
   - with --finetune, chapter 7's short fine-tuning of the encoder and of the same ViT from
     scratch, and its seconds.
 
-    python benchmarks/quick_budget.py [--seed 0] [--epochs 10] [--amp auto|off] [--finetune]
+    python benchmarks/quick_budget.py [--seed 0] [--epochs 6] [--amp auto|off] [--finetune]
 """
 
 from __future__ import annotations

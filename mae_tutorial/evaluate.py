@@ -21,6 +21,7 @@ import sys
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .augment import DeviceAugment
 from .checkpoint import mae_from_checkpoint, vit_from_mae
@@ -28,7 +29,7 @@ from .data import DATASETS, ImageSet, load_dataset, normalize
 from .mae import MaskedAutoencoderViT, normalize_patches
 from .optim import adamw, autocast_dtype, layer_decay_groups, lr_at
 from .patches import patchify, unpatchify
-from .runtime import enable_tf32, pick_device
+from .runtime import pick_device, tf32
 from .vit import VisionTransformer, ViTEncoder
 
 # Chapter 7's short fine-tuning, which also judges every ablation: three epochs, so a base lr
@@ -232,42 +233,40 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     else:
         model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate)
     model.to(device)
-    groups = layer_decay_groups(model, weight_decay, layer_decay)
-    opt = adamw(groups, (0.9, 0.999), device)
-    enable_tf32(device)
-    scaler = torch.amp.GradScaler(device.type,
-                                  enabled=autocast_dtype(device, "auto") == torch.float16)
-    augment = DeviceAugment(data_train.mean, data_train.std, model.patch_embed.img_size,
-                            scale=(0.08, 1.0))
-    images, labels = data_train.images.to(device), data_train.labels.to(device)
-    g = torch.Generator(device=device).manual_seed(seed)
-    steps_per_epoch = len(data_train) // batch_size
-    total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
-    warmup = max(1, math.ceil(total * 0.1))
-    model.train()
-    from tqdm import tqdm
-
-    for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
-        idx = torch.randint(0, len(images), (batch_size,), generator=g, device=device)
-        lr = lr_at(step, total, peak, 1e-6, warmup)
-        for group in opt.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        with _autocast(device):
-            loss = F.cross_entropy(model(augment(images[idx], g)), labels[idx],
-                                   label_smoothing=label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(data_test), 500):
-            imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size,
-                                 device)
+    with tf32(device):  # TF32 on NVIDIA GPUs, for this fine-tuning only
+        groups = layer_decay_groups(model, weight_decay, layer_decay)
+        opt = adamw(groups, (0.9, 0.999), device)
+        scaler = torch.amp.GradScaler(device.type,
+                                      enabled=autocast_dtype(device, "auto") == torch.float16)
+        augment = DeviceAugment(data_train.mean, data_train.std, model.patch_embed.img_size,
+                                scale=(0.08, 1.0))
+        images, labels = data_train.images.to(device), data_train.labels.to(device)
+        g = torch.Generator(device=device).manual_seed(seed)
+        steps_per_epoch = len(data_train) // batch_size
+        total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
+        warmup = max(1, math.ceil(total * 0.1))
+        model.train()
+        for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
+            idx = torch.randint(0, len(images), (batch_size,), generator=g, device=device)
+            lr = lr_at(step, total, peak, 1e-6, warmup)
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
             with _autocast(device):
-                logits = model(imgs)
-            correct += (logits.argmax(1).cpu() == data_test.labels[start:start + 500]).sum()
+                loss = F.cross_entropy(model(augment(images[idx], g)), labels[idx],
+                                       label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for start in range(0, len(data_test), 500):
+                imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size,
+                                     device)
+                with _autocast(device):
+                    logits = model(imgs)
+                correct += (logits.argmax(1).cpu() == data_test.labels[start:start + 500]).sum()
     return {"accuracy": 100.0 * int(correct) / len(data_test), "steps": total}
 
 

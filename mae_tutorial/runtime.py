@@ -28,26 +28,30 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def enable_tf32(device: torch.device) -> None:
-    """On an NVIDIA GPU, let fp32 matrix products use TF32 tensor cores (Ampere and newer;
-    about 10 bits of mantissa, as the official code's training allows). Chapter 9."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
 @contextlib.contextmanager
-def exact_fp32() -> Iterator[None]:
-    """Inside this block, fp32 matrix products and convolutions on an NVIDIA GPU are computed in
-    full fp32, not in TF32 (about 10 bits of mantissa), which `enable_tf32` turns on for
-    products and cuDNN uses for convolutions by default: for checks that compare results to
-    1e-6. Nothing changes on a CPU. Chapters 1 and 6."""
+def _tf32_flags(allowed: bool) -> Iterator[None]:
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def tf32(device: torch.device) -> contextlib.AbstractContextManager:
+    """Inside this block, on an NVIDIA GPU, fp32 matrix products and convolutions may use TF32
+    tensor cores (Ampere and newer; about 10 bits of mantissa, as the official code's training
+    allows); the settings before it come back after it, so a notebook's later cells compute
+    as they would have. Training and fine-tuning run in it. Nothing changes on other devices.
+    Chapter 9."""
+    return _tf32_flags(True) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def exact_fp32() -> contextlib.AbstractContextManager:
+    """Inside this block, fp32 matrix products and convolutions on an NVIDIA GPU are computed in
+    full fp32, not in TF32, which cuDNN uses for convolutions by default: for checks that
+    compare results to 1e-6. Nothing changes on a CPU. Chapters 1 and 6."""
+    return _tf32_flags(False)
 
 
 def derive_seed(seed: int, stream: str, index: int = 0) -> int:

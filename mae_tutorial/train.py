@@ -47,7 +47,7 @@ from .config import (
 from .data import ImageSet
 from .mae import MaskedAutoencoderViT
 from .optim import adamw, autocast_dtype, lr_at, param_groups
-from .runtime import enable_tf32, pick_device, rng_state, set_rng_state
+from .runtime import pick_device, rng_state, set_rng_state, tf32
 
 CHECKPOINT = "checkpoint.pth"
 METRICS = "metrics.jsonl"
@@ -117,7 +117,6 @@ def setup(cfg: TrainConfig) -> Run:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                     device_id=device if device.type == "cuda" else None)
-    enable_tf32(device)
     data = load_training_data(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     model = MaskedAutoencoderViT(**model_kwargs(cfg)).to(device)
@@ -219,7 +218,12 @@ def save_run(run: Run, done: int) -> None:
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Pre-train an MAE as `cfg` says (chapter 6); returns a summary (steps, last loss,
     checkpoint path). With `resume`, continues the run in `cfg.output_dir` from its
-    checkpoint."""
+    checkpoint. On an NVIDIA GPU the run may use TF32 (`runtime.tf32`)."""
+    with tf32(pick_device(cfg.device)):
+        return _train(cfg, resume)
+
+
+def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
     state = _existing_checkpoint(cfg, resume)
     run = setup(cfg)
     if state is not None:

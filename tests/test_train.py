@@ -301,17 +301,24 @@ def test_the_loop_reads_the_loss_only_at_the_logging_interval(tmp_path, monkeypa
     assert reads["n"] <= 3, reads  # not one host-device sync per step
 
 
-def test_tf32_on_nvidia_gpus_only():
-    matmul = torch.backends.cuda.matmul
-    before = matmul.allow_tf32
+def test_tf32_on_nvidia_gpus_only_and_only_while_training(monkeypatch, tmp_path):
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = matmul.allow_tf32, cudnn.allow_tf32
     try:
-        matmul.allow_tf32 = False
-        mt.runtime.enable_tf32(torch.device("cpu"))
-        assert matmul.allow_tf32 is False
-        mt.runtime.enable_tf32(torch.device("cuda"))
-        assert matmul.allow_tf32 is True
+        matmul.allow_tf32 = cudnn.allow_tf32 = False
+        with mt.runtime.tf32(torch.device("cpu")):
+            assert (matmul.allow_tf32, cudnn.allow_tf32) == (False, False)
+        with mt.runtime.tf32(torch.device("cuda")):
+            assert (matmul.allow_tf32, cudnn.allow_tf32) == (True, True)
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (False, False)  # restored
+        # a run (here, as if on a GPU) leaves the settings it found
+        seen = []
+        monkeypatch.setattr(tr, "pick_device", lambda name=None: torch.device("cuda"))
+        monkeypatch.setattr(tr, "_train", lambda cfg, resume: seen.append(matmul.allow_tf32))
+        tr.train(cfg(tmp_path))
+        assert seen == [True] and matmul.allow_tf32 is False
     finally:
-        matmul.allow_tf32 = before
+        matmul.allow_tf32, cudnn.allow_tf32 = before
 
 
 def test_gpu_failures_come_with_a_hint():
