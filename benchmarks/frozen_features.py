@@ -1,8 +1,8 @@
 """Frozen-feature quality of a pre-trained MAE against the same encoder with random weights.
 
 Prints k-NN (k=20, cosine, T=0.07) and linear-probe accuracy (%) on `synthetic`, with cls-token
-and mean-pooled features. Without --checkpoint it first pre-trains the quick preset (about two
-CPU minutes).
+and mean-pooled features. Without --checkpoint it first pre-trains the quick preset (about a
+CPU minute).
 
     python benchmarks/frozen_features.py [--checkpoint runs/mae/checkpoint.pth]
 """

@@ -5,7 +5,7 @@ package ships (mae_tutorial/results/book_cpu.json). With --passes 2 the book run
 first time trains the shared models, the second finds them (a chapter's own time).
 
     python benchmarks/gpu_book.py                    # on a GPU: every chapter, cold cache
-    python benchmarks/gpu_book.py --device cpu --passes 2 \
+    python benchmarks/gpu_book.py --device cpu --passes 2 --alone \
         --output mae_tutorial/results/book_cpu.json  # the CPU reference
     python benchmarks/gpu_book.py --device cpu --only intro 02_patches_and_masking  # small
 
@@ -139,9 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="a model cache to reuse (default: empty)")
     parser.add_argument("--output", type=Path, default=None, help="the JSON log to write")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
-    parser.add_argument("--passes", type=int, default=1, choices=[1, 2],
-                        help="2: run the book twice with the same cache (cold, then warm)")
+    parser.add_argument("--passes", type=int, default=1, choices=[0, 1, 2],
+                        help="2: run the book twice with the same cache (cold, then warm); "
+                             "0: only the --alone pass")
+    parser.add_argument("--alone", action="store_true",
+                        help="then run every chapter once more with an empty cache of its own, "
+                             "as a Colab reader who opens it from its badge (pass 'alone')")
     args = parser.parse_args(argv)
+    if args.passes == 0 and not args.alone:
+        parser.error("--passes 0 runs nothing; add --alone, or choose 1 or 2 passes")
     names = args.only or chapters()
     unknown = sorted(set(names) - set(chapters()))
     if unknown:
@@ -158,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MAE_RUNS_CACHE"] = str(cache)
     print(f"{machine(args.device)}; model cache {cache}", flush=True)
     records, start = [], time.perf_counter()
+    plan = [("warm" if n or args.cache else "cold", n) for n in range(args.passes)]
+    plan += [("alone", args.passes)] if args.alone else []
     try:
-        for n in range(args.passes):
-            label = "warm" if n or args.cache else "cold"
+        for label, n in plan:
             for name in names:
+                if label == "alone":  # nothing trained by an earlier chapter
+                    os.environ["MAE_RUNS_CACHE"] = str(work / f"{name}-{n}" / "cache")
                 r = run_chapter(name, work / f"{name}-{n}", args.timeout) | {"pass": label}
                 records.append(r)
                 print(f"{label} {name:<26} {r['seconds']:6.0f} s  peak {r.get('peak_mb', '?')} "

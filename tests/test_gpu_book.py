@@ -43,3 +43,37 @@ def test_a_chapter_that_stops_fails_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_book, "chapters", lambda: ["intro"])
     record = gpu_book.run_chapter("intro", tmp_path / "work", timeout=60)
     assert "broken chapter" in record["error"]
+
+
+def test_alone_gives_every_chapter_an_empty_cache_of_its_own(tmp_path, monkeypatch):
+    """--alone: the Colab case, where a chapter opened from its badge finds nothing trained."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_book
+
+    book = tmp_path / "book"
+    book.mkdir()
+    source = ("import os, pathlib\n"
+              "cache = pathlib.Path(os.environ['MAE_RUNS_CACHE'])\n"
+              "cache.mkdir(parents=True, exist_ok=True)\n"
+              "(cache / '{name}').write_text('trained')\n"
+              "seen = len(list(cache.iterdir()))  # models in the cache, this one's included")
+    for name in ("a", "b"):
+        (book / f"{name}.ipynb").write_text(json.dumps({
+            "cells": [{"cell_type": "code", "execution_count": None, "id": "x", "metadata": {},
+                       "outputs": [], "source": source.format(name=name)}],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}))
+    monkeypatch.setattr(gpu_book, "ROOT", tmp_path)
+    monkeypatch.setattr(gpu_book, "REFERENCE", tmp_path / "none.json")
+    monkeypatch.setattr(gpu_book, "chapters", lambda: ["a", "b"])
+    for name in ("a", "b"):
+        monkeypatch.setitem(gpu_book.KEY_NUMBERS, name, {"seen": "seen"})
+    monkeypatch.setenv("MAE_RUNS_CACHE", "")  # both restored afterwards: main() sets them
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    log = tmp_path / "log.json"
+    assert gpu_book.main(["--device", "cpu", "--alone", "--output", str(log)]) == 0
+    seen = {(r["pass"], r["chapter"]): r["numbers"]["seen"]
+            for r in json.loads(log.read_text())["chapters"]}
+    # one shared cache in the cold pass (b finds a's model); an empty one each when alone
+    assert seen == {("cold", "a"): 1, ("cold", "b"): 2, ("alone", "a"): 1, ("alone", "b"): 1}

@@ -176,6 +176,23 @@ def test_the_shipped_cpu_figures_are_the_benchmark_readmes():
             in readme and f"eager bf16 ({c['eager_bf16_images_per_s']}," in readme)
 
 
+def test_the_shipped_ablations_are_the_benchmark_readmes():
+    """ablations.json (what chapter 7 and the ablations appendix read) holds the table that
+    benchmarks/README.md shows, row by row, and the fine-tuning seeds it quotes."""
+    import json
+
+    sweep = json.loads(runs.read_result("ablations.json"))
+    readme = (Path(runs.__file__).resolve().parents[1] / "benchmarks" / "README.md").read_text()
+    lines = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+             if line.startswith("| `")}
+    for name, row in sweep["rows"].items():
+        cells = [c.strip() for c in lines[name].split("|")[3:6]]
+        shown = [float(c.split()[0]) for c in cells]  # "45.0 (-0.7)" -> 45.0
+        assert shown == [round(row[k], 1) for k in ("knn", "linear_probe", "finetune")], name
+    seeds = sweep["finetune_seeds"]["baseline"]
+    assert f"moved the baseline from {seeds[0]:.1f} to {seeds[1]:.1f}" in " ".join(readme.split())
+
+
 def test_exact_fp32_turns_tf32_off_inside_and_restores_it():
     import torch
 
