@@ -1,5 +1,6 @@
-"""The paper's pre-training augmentation (chapter 6): random resized crop (scale 0.2-1) and
-horizontal flip, then normalization; nothing else (masking itself acts as augmentation).
+"""The paper's pre-training augmentation (chapter 6): random resized crop (the paper names
+only the crop; scale 0.2-1 is the official code's) and horizontal flip, then normalization;
+nothing else (masking itself acts as augmentation).
 
 Two implementations with the same semantics: torchvision transforms per image on the
 `DataLoader` path, and a batched version that runs on the device, for datasets that fit in

@@ -1,13 +1,13 @@
 """Did the MAE learn anything useful? Frozen features, fine-tuning, and pictures (chapter 7).
 
 - k-NN on frozen features: cosine similarity, k = 20, votes weighted by exp(similarity / 0.07).
-- Linear probing as the paper (Sec. 4, appendix A.2): frozen encoder, cls-token features, a
+- Linear probing as the paper (Sec. 4, appendix A.1): frozen encoder, cls-token features, a
   BatchNorm without affine parameters before the linear head. Here the features are computed
   once, without augmentation, and the head is trained with SGD (the paper uses LARS with a
   16,384 batch and augmented crops).
 - Fine-tuning: the encoder plus a new head, global average pooling, layer-wise learning-rate
   decay, drop path; compared with the same ViT trained from scratch on the same budget.
-- Reconstruction in the paper's four panels, and the cls token's attention maps.
+- Reconstruction in the official demo's four panels, and the cls token's attention maps.
 
     python -m mae_tutorial.evaluate --checkpoint runs/mae/checkpoint.pth --dataset synthetic
 """
@@ -83,14 +83,17 @@ def reconstruction_score(model: MaskedAutoencoderViT, data: ImageSet, num_images
 @torch.no_grad()
 def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: float = 0.75,
                 noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The paper's four panels, in the (normalized) space of `imgs`:
+    """The official demo notebook's four panels (original, masked, reconstruction,
+    reconstruction + visible; the paper's figures show masked / reconstruction / original
+    triplets), in the (normalized) space of `imgs`:
     `masked` (removed patches zeroed), `reconstruction` (the decoder's prediction of every
     patch), `pasted` (the prediction with the visible patches put back), and `mask` (N, L).
 
     With `norm_pix_loss` the decoder predicts each patch normalized to mean 0, variance 1; to
     show it as pixels, each predicted patch is given back the mean and variance of the true
-    patch, as the official demo does. That borrows two numbers per patch from the hidden image,
-    so such pictures look better than what the model predicts alone. Chapters 5 and 8.
+    patch. That borrows two numbers per patch from the hidden image, so such pictures look
+    better than what the model predicts alone (the official demo draws a model trained on plain
+    pixels, whose prediction needs no such help). Chapters 5 and 8.
     """
     if model.encoder_only:
         raise ValueError("this model was loaded from an encoder-only checkpoint (the "

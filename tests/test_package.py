@@ -89,7 +89,7 @@ def test_every_notebook_links_to_the_repository_of_the_config():
         assert len(setup) == 1, f"{path.name}: one setup cell"
         source = "".join(setup[0]["source"])
         assert cells.index(setup[0]) == 1, f"{path.name}: the setup cell comes first"
-        installs[path.name] = source[:source.index("run this cell again")]
+        installs[path.name] = source[:source.index("cell again")]
         assert f'REPOSITORY = "{repo}"' in source, path.name
         for url in re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", text):
             assert url == (f"https://colab.research.google.com/github/{slug}/blob/{branch}/book/"
