@@ -18,7 +18,7 @@ from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncode
 
 # The outer layer, one module per concern, loaded when first used.
 SUBMODULES = ("ablations", "augment", "autoencoder", "batches", "checkpoint", "config", "data",
-              "evaluate", "hf", "official", "optim", "runs", "train", "viz")
+              "evaluate", "hf", "official", "optim", "paper", "runs", "train", "viz")
 # Names handed on from the outer layer: name -> its module.
 LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
               "read_checkpoint": "checkpoint", "vit_from_mae": "checkpoint",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import paper
 from .config import config_from_preset, model_kwargs
 from .data import ImageSet, load_dataset
 from .evaluate import SHORT_FINETUNE, frozen_feature_report
@@ -35,35 +36,47 @@ class Ablation:
     paper: str = "-"  # the paper's ViT-L ImageNet result: fine-tuning / linear probe, top-1 %
 
 
-# The paper's numbers: ViT-L/16, 800 epochs on ImageNet-1K (He et al., 2022, Table 1; Sec. 3).
-# Its ablation default is mask 75%, an 8-block 512-d decoder, raw pixels, random sampling.
+# The paper's numbers (mae_tutorial.paper): ViT-L/16, 800 epochs on ImageNet-1K (He et al.,
+# 2022, Table 1; Sec. 3). Its ablation default is mask 75%, an 8-block 512-d decoder, raw
+# pixels, random sampling.
+_DEPTH, _WIDTH = paper.TABLE_1["decoder depth"], paper.TABLE_1["decoder width"]
+_TOKEN, _TARGET = paper.TABLE_1["mask token"], paper.TABLE_1["reconstruction target"]
+_SAMPLING = paper.TABLE_1["mask sampling"]
+_ft_lin = paper.ft_lin
+
 ABLATIONS: dict[str, Ablation] = {
     "baseline": Ablation("baseline", "the book's quick MAE", {}, "",
-                         "85.4 / 73.9 (norm. pixels, 8 blocks)"),
+                         f"{_ft_lin(_TARGET['pixel (w/ norm)'])} (norm. pixels, 8 blocks)"),
     "mask0.5": Ablation("mask ratio", "50%", {"mask_ratio": 0.5}, "Fig. 5",
                         "lin. well below 75%'s"),
     "mask0.9": Ablation("mask ratio", "90%", {"mask_ratio": 0.9}, "Fig. 5",
                         "ft. about flat, lin. below 75%'s"),
     "dec_depth2": Ablation("decoder depth", "2 blocks (1 is the baseline)",
-                           {"decoder_depth": 2}, "Table 1a", "84.9 / 70.0 (1 block: 84.8 / 65.5)"),
+                           {"decoder_depth": 2}, "Table 1a",
+                           f"{_ft_lin(_DEPTH[2])} (1 block: {_ft_lin(_DEPTH[1])})"),
     "dec_depth4": Ablation("decoder depth", "4 blocks", {"decoder_depth": 4}, "Table 1a",
-                           "84.9 / 71.9"),
+                           _ft_lin(_DEPTH[4])),
     "dec_width32": Ablation("decoder width", "32-d, 1/4 of the encoder's",
-                            {"decoder_embed_dim": 32}, "Table 1b", "256-d: 84.8 / 71.3"),
+                            {"decoder_embed_dim": 32}, "Table 1b",
+                            f"256-d: {_ft_lin(_WIDTH[256])}"),
     "dec_width128": Ablation("decoder width", "128-d, equal to the encoder's (64-d, 1/2, is "
                              "the baseline)", {"decoder_embed_dim": 128}, "Table 1b",
-                             "1024-d: 84.3 / 73.1 (512-d: 84.9 / 73.5)"),
-    "encoder_mask_token": Ablation("mask token", "in the encoder (w/ [M])",
-                                   {"encoder_mask_token": True}, "Table 1c",
-                                   "84.2 / 59.6 at 3.3x FLOPs (w/o [M]: 84.9 / 73.5)"),
+                             f"1024-d: {_ft_lin(_WIDTH[1024])} (512-d: {_ft_lin(_WIDTH[512])})"),
+    "encoder_mask_token": Ablation(
+        "mask token", "in the encoder (w/ [M])", {"encoder_mask_token": True}, "Table 1c",
+        f"{_ft_lin(_TOKEN['encoder w/ [M]'])} at "
+        f"{paper.MASK_TOKEN_FLOPS['encoder w/ [M]']}x FLOPs "
+        f"(w/o [M]: {_ft_lin(_TOKEN['encoder w/o [M]'])})"),
     "raw_pixels": Ablation("target", "raw pixels", {"norm_pix_loss": False}, "Table 1d",
-                           "84.9 / 73.5 (norm. pixels: 85.4 / 73.9)"),
+                           f"{_ft_lin(_TARGET['pixel (w/o norm)'])} "
+                           f"(norm. pixels: {_ft_lin(_TARGET['pixel (w/ norm)'])})"),
     "loss_on_all": Ablation("target", "loss on all patches", {"loss_on_all": True},
-                            "Sec. 3, footnote", "about 0.5 lower"),
+                            "Sec. 3, footnote", f"about {paper.LOSS_ON_ALL_PIXELS_DROP} lower"),
     "block": Ablation("mask sampling", "block, 75%", {"masking": "block"}, "Table 1f",
-                      "82.8 / 63.9 (random: 84.9 / 73.5)"),
+                      f"{_ft_lin(_SAMPLING['block', 75])} "
+                      f"(random: {_ft_lin(_SAMPLING['random', 75])})"),
     "grid": Ablation("mask sampling", "grid, 75%", {"masking": "grid"}, "Table 1f",
-                     "84.0 / 66.0"),
+                     _ft_lin(_SAMPLING["grid", 75])),
 }
 
 

@@ -1,0 +1,81 @@
+"""The paper's numbers, in one place: He, Chen, Xie, Li, Dollár, Girshick, *Masked Autoencoders
+Are Scalable Vision Learners* (arXiv 2111.06377, CVPR 2022), as its tables print them.
+
+The ablations module and the chapters' tables read them from here, so no number of the paper is
+typed twice. Accuracies are ImageNet-1K top-1 in %; a pair is (fine-tuning, linear probing).
+"""
+
+from __future__ import annotations
+
+# Table 1: ablations with ViT-L/16 on ImageNet-1K, 800 epochs of pre-training. "If not
+# specified, the default is: the decoder has depth 8 and width 512, the reconstruction target is
+# unnormalized pixels, the data augmentation is random resized cropping, the masking ratio is
+# 75%" (its caption). Each sub-table: row -> (ft, lin).
+TABLE_1: dict[str, dict] = {
+    "decoder depth": {1: (84.8, 65.5), 2: (84.9, 70.0), 4: (84.9, 71.9), 8: (84.9, 73.5),
+                      12: (84.4, 73.3)},                                               # 1a
+    "decoder width": {128: (84.9, 69.1), 256: (84.8, 71.3), 512: (84.9, 73.5),
+                      768: (84.4, 73.1), 1024: (84.3, 73.1)},                          # 1b
+    "mask token": {"encoder w/ [M]": (84.2, 59.6), "encoder w/o [M]": (84.9, 73.5)},   # 1c
+    "reconstruction target": {"pixel (w/o norm)": (84.9, 73.5),
+                              "pixel (w/ norm)": (85.4, 73.9), "PCA": (84.6, 72.3),
+                              "dVAE token": (85.3, 71.6)},                             # 1d
+    "data augmentation": {"none": (84.0, 65.7), "crop, fixed size": (84.7, 73.1),
+                          "crop, rand size": (84.9, 73.5),
+                          "crop + color jit": (84.3, 71.9)},                           # 1e
+    "mask sampling": {("random", 75): (84.9, 73.5), ("block", 50): (83.9, 72.3),
+                      ("block", 75): (82.8, 63.9), ("grid", 75): (84.0, 66.0)},       # 1f
+}
+# The row of each sub-table that is the default setting (the same model every time).
+TABLE_1_DEFAULTS = {"decoder depth": 8, "decoder width": 512, "mask token": "encoder w/o [M]",
+                    "reconstruction target": "pixel (w/o norm)",
+                    "data augmentation": "crop, rand size", "mask sampling": ("random", 75)}
+# Table 1c's FLOPs column: "we reduce the overall training FLOPs by 3.3x" (Sec. 4.1).
+MASK_TOKEN_FLOPS = {"encoder w/ [M]": 3.3, "encoder w/o [M]": 1.0}
+# Footnote 1 (Sec. 3): computing the loss on all pixels "leads to a slight decrease in
+# accuracy (e.g., ~0.5%)".
+LOSS_ON_ALL_PIXELS_DROP = 0.5
+
+# Table 2: wall-clock time of 800 epochs of pre-training on 128 TPU-v3 cores, decoder width
+# 512, mask 75%: (encoder, decoder depth) -> (ft accuracy or None, hours, speedup or None).
+# The speedup is against the same encoder with mask tokens; ViT-H's hours with mask tokens
+# are "estimated by training ten epochs".
+TABLE_2: dict[tuple[str, int], tuple[float | None, float, float | None]] = {
+    ("ViT-L, w/ [M]", 8): (84.2, 42.4, None),
+    ("ViT-L", 8): (84.9, 15.4, 2.8),
+    ("ViT-L", 1): (84.8, 11.6, 3.7),
+    ("ViT-H, w/ [M]", 8): (None, 119.6, None),
+    ("ViT-H", 8): (85.8, 34.5, 3.5),
+    ("ViT-H", 1): (85.9, 29.3, 4.1),
+}
+
+# Table 3: end-to-end fine-tuning on ImageNet-1K; MAE reconstructs normalized pixels and is
+# pre-trained for 1600 epochs. method -> {model: accuracy}.
+TABLE_3: dict[str, dict[str, float]] = {
+    "scratch, our impl.": {"ViT-B": 82.3, "ViT-L": 82.6, "ViT-H": 83.1},
+    "DINO": {"ViT-B": 82.8},
+    "MoCo v3": {"ViT-B": 83.2, "ViT-L": 84.1},
+    "BEiT": {"ViT-B": 83.2, "ViT-L": 85.2},
+    "MAE": {"ViT-B": 83.6, "ViT-L": 85.9, "ViT-H": 86.9, "ViT-H448": 87.8},
+}
+
+# Fig. 9 (Sec. 4.3), the numbers its text states: linear probing, and fine-tuning only the
+# last block of the ViT-L MAE.
+PARTIAL_FINETUNING = {"linear probing": 73.5, "last block tuned": 81.0}
+
+
+def ft_lin(pair: tuple[float, float]) -> str:
+    """A (fine-tuning, linear probing) pair as the book prints it: '84.9 / 73.5'. The
+    ablations appendix."""
+    return f"{pair[0]:.1f} / {pair[1]:.1f}"
+
+
+def table_1(group: str, row) -> tuple[float, float]:
+    """One row of Table 1, e.g. `table_1("decoder depth", 1)` -> (84.8, 65.5); a clear error
+    names the rows a sub-table has. The ablations appendix."""
+    if group not in TABLE_1:
+        raise KeyError(f"Table 1 has no sub-table {group!r}; it has {sorted(TABLE_1)}")
+    rows = TABLE_1[group]
+    if row not in rows:
+        raise KeyError(f"Table 1 ({group}) has no row {row!r}; its rows are {list(rows)}")
+    return rows[row]

@@ -1,0 +1,45 @@
+"""mae_tutorial.paper, the one home of the paper's numbers: checks of what the paper's tables
+imply about each other (not a second copy of them), and of the helpers."""
+
+import pytest
+
+from mae_tutorial import ablations, paper
+
+
+def test_every_sub_table_of_table_1_holds_the_same_default_model():
+    # the default row of Table 1a-f is one model (depth 8, width 512, raw pixels, random
+    # resized crop, random 75%, no mask token in the encoder): the same pair everywhere
+    defaults = {paper.table_1(g, row) for g, row in paper.TABLE_1_DEFAULTS.items()}
+    assert defaults == {(84.9, 73.5)}
+    assert set(paper.TABLE_1_DEFAULTS) == set(paper.TABLE_1)
+
+
+def test_table_2_speedups_are_its_hours_ratios():
+    hours = {key: h for key, (_, h, _) in paper.TABLE_2.items()}
+    for (encoder, depth), (_, h, speedup) in paper.TABLE_2.items():
+        if speedup is None:  # the reference rows, with mask tokens
+            continue
+        reference = hours[f"{encoder}, w/ [M]", 8]
+        assert round(reference / h, 1) == speedup, (encoder, depth)
+    # Table 2's ViT-L rows with the 8-block decoder are Table 1c's fine-tuning column
+    assert paper.TABLE_2["ViT-L, w/ [M]", 8][0] == paper.table_1("mask token", "encoder w/ [M]")[0]
+    assert paper.TABLE_2["ViT-L", 8][0] == paper.table_1("mask token", "encoder w/o [M]")[0]
+
+
+def test_table_1_names_its_rows_when_asked_for_a_missing_one():
+    assert paper.table_1("decoder depth", 1) == (84.8, 65.5)
+    with pytest.raises(KeyError, match="no row 3; its rows are"):
+        paper.table_1("decoder depth", 3)
+    with pytest.raises(KeyError, match="no sub-table 'depth'"):
+        paper.table_1("depth", 1)
+    assert paper.ft_lin((84.9, 73.5)) == "84.9 / 73.5"
+
+
+def test_the_ablations_quote_the_paper_module():
+    # each row's paper column is built from mae_tutorial.paper: change a number there and the
+    # appendix's table follows
+    rows = ablations.ABLATIONS
+    assert rows["dec_depth4"].paper == paper.ft_lin(paper.table_1("decoder depth", 4))
+    assert paper.ft_lin(paper.table_1("mask sampling", ("grid", 75))) == rows["grid"].paper
+    token = paper.table_1("mask token", "encoder w/ [M]")
+    assert rows["encoder_mask_token"].paper.startswith(f"{paper.ft_lin(token)} at 3.3x")
