@@ -79,3 +79,46 @@ def table_1(group: str, row) -> tuple[float, float]:
     if row not in rows:
         raise KeyError(f"Table 1 ({group}) has no row {row!r}; its rows are {list(rows)}")
     return rows[row]
+
+
+# Table 4: COCO detection and segmentation, ViT Mask R-CNN; (AP box, AP mask) per model.
+TABLE_4: dict[str, dict[str, tuple[float, float]]] = {
+    "supervised (IN1K w/ labels)": {"ViT-B": (47.9, 42.9), "ViT-L": (49.3, 43.9)},
+    "MoCo v3": {"ViT-B": (47.9, 42.7), "ViT-L": (49.3, 44.0)},
+    "BEiT": {"ViT-B": (49.8, 44.4), "ViT-L": (53.3, 47.1)},
+    "MAE": {"ViT-B": (50.3, 44.9), "ViT-L": (53.3, 47.2)},
+}
+
+# Table 5: ADE20K semantic segmentation with UperNet, mIoU.
+TABLE_5: dict[str, dict[str, float]] = {
+    "supervised (IN1K w/ labels)": {"ViT-B": 47.4, "ViT-L": 49.9},
+    "MoCo v3": {"ViT-B": 47.3, "ViT-L": 49.1},
+    "BEiT": {"ViT-B": 47.1, "ViT-L": 53.3},
+    "MAE": {"ViT-B": 48.1, "ViT-L": 53.6},
+}
+
+# Table 7: pixels vs. tokens as the target; IN1K top-1, COCO AP box, ADE20K mIoU. "The
+# difference is statistically insignificant."
+TABLE_7: dict[str, dict[str, float]] = {
+    "pixel (w/o norm)": {"IN1K ViT-B": 83.3, "IN1K ViT-L": 85.1, "IN1K ViT-H": 86.2,
+                         "COCO ViT-B": 49.5, "COCO ViT-L": 52.8,
+                         "ADE20K ViT-B": 48.0, "ADE20K ViT-L": 51.8},
+    "pixel (w/ norm)": {"IN1K ViT-B": 83.6, "IN1K ViT-L": 85.9, "IN1K ViT-H": 86.9,
+                        "COCO ViT-B": 50.3, "COCO ViT-L": 53.3,
+                        "ADE20K ViT-B": 48.1, "ADE20K ViT-L": 53.6},
+    "dVAE token": {"IN1K ViT-B": 83.6, "IN1K ViT-L": 85.7, "IN1K ViT-H": 86.9,
+                   "COCO ViT-B": 50.3, "COCO ViT-L": 53.2,
+                   "ADE20K ViT-B": 48.1, "ADE20K ViT-L": 53.4},
+}
+
+# Table 13 (appendix C): the Table 3 models on ImageNet variants, no specialized fine-tuning;
+# top-1 %, except IN-C, a mean corruption error (lower is better). Columns ViT-B, ViT-L, ViT-H.
+TABLE_13: dict[str, dict[str, tuple[float, float, float]]] = {
+    "MAE": {"IN-Corruption": (51.7, 41.8, 33.8), "IN-Adversarial": (35.9, 57.1, 68.2),
+            "IN-Rendition": (48.3, 59.9, 64.4), "IN-Sketch": (34.5, 45.3, 49.6)},
+    "supervised": {"IN-Corruption": (45.8, 42.3, 41.3), "IN-Adversarial": (27.2, 29.6, 33.1),
+                   "IN-Rendition": (49.4, 50.9, 50.3), "IN-Sketch": (35.6, 37.5, 38.0)},
+}
+
+# Linear probing of ViT-L (appendix B, Table 12, and Fig. 9's text): MAE against MoCo v3.
+LINEAR_PROBE_VIT_L = {"MAE": 75.8, "MoCo v3": 77.6}

@@ -43,3 +43,15 @@ def test_the_ablations_quote_the_paper_module():
     assert paper.ft_lin(paper.table_1("mask sampling", ("grid", 75))) == rows["grid"].paper
     token = paper.table_1("mask token", "encoder w/ [M]")
     assert rows["encoder_mask_token"].paper.startswith(f"{paper.ft_lin(token)} at 3.3x")
+
+
+def test_table_7_normalized_pixels_are_the_mae_rows_of_tables_3_to_5():
+    # Table 7's "pixel (w/ norm)" row is the MAE of Tables 3 (ImageNet), 4 (COCO box AP) and
+    # 5 (ADE20K): the same models, so the same numbers
+    norm = paper.TABLE_7["pixel (w/ norm)"]
+    for model in ("ViT-B", "ViT-L", "ViT-H"):
+        assert norm[f"IN1K {model}"] == paper.TABLE_3["MAE"][model]
+    for model in ("ViT-B", "ViT-L"):
+        assert norm[f"COCO {model}"] == paper.TABLE_4["MAE"][model][0]
+        assert norm[f"ADE20K {model}"] == paper.TABLE_5["MAE"][model]
+    assert all(len(row) == 7 for row in paper.TABLE_7.values())
