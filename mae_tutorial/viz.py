@@ -64,6 +64,15 @@ def show_rows(rows: Mapping[str, torch.Tensor], mean, std, size: float = 1.3):
                        size=size)
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A markdown table (what `IPython.display.Markdown` renders on the pages) from a header
+    and rows of cells, each cell written with `str`. The after_mae chapter (Part III)."""
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"every row needs {len(header)} cells, like the header {list(header)}")
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
+
+
 def draw_patch_grid(ax, img_size: int, patch_size: int, color: str = "white") -> None:
     """Draw the patch boundaries over an image already shown on `ax`. Chapters 1 and 2."""
     for k in range(0, img_size + 1, patch_size):

@@ -110,3 +110,15 @@ def test_frame_slider_without_a_stack_flips_frames_in_the_kernel(monkeypatch):
     assert isinstance(view, ipywidgets.Image) and slider.index == 1
     with pytest.raises(ValueError, match="needs ipywidgets >= 8"):
         viz.frame_slider(frames, in_browser=True)
+
+
+def test_markdown_table_writes_header_rule_and_rows_and_refuses_ragged_rows():
+    import pytest
+
+    from mae_tutorial.viz import markdown_table
+
+    text = markdown_table(["method", "acc"], [["MAE", 85.9], ["scratch", "82.6"]])
+    assert text.splitlines() == ["| method | acc |", "| --- | --- |", "| MAE | 85.9 |",
+                                 "| scratch | 82.6 |"]
+    with pytest.raises(ValueError, match="every row needs 2 cells"):
+        markdown_table(["method", "acc"], [["MAE"]])
