@@ -216,17 +216,36 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 # Fine-tuning
 
 
+def freeze_all_but_last(model: VisionTransformer, blocks: int) -> list[nn.Module]:
+    """Partial fine-tuning (the paper's Sec. 4.3, Fig. 9): freeze the patch embedding, the cls
+    token and all but the last `blocks` Transformer blocks of `model`; those blocks, the
+    pooling norm and the head stay trainable. `blocks=0` leaves only the norm and the head.
+    Returns the frozen blocks. Chapter 7 (exercise 2) and the after-MAE page."""
+    depth = len(model.blocks)
+    if not 0 <= blocks <= depth:
+        raise ValueError(f"tune_blocks={blocks}: this ViT has {depth} blocks; tune 0 to "
+                         f"{depth} of them, or None for all")
+    frozen = list(model.blocks)[:depth - blocks]
+    for module in (model.patch_embed, *frozen):
+        module.requires_grad_(False)
+    model.cls_token.requires_grad_(False)
+    return frozen
+
+
 def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderViT,
              pretrained: bool = True, epochs: int = 5, batch_size: int = 128,
              base_lr: float = 1e-3, layer_decay: float = 0.75, weight_decay: float = 0.05,
              drop_path_rate: float = 0.1, label_smoothing: float = 0.1, seed: int = 0,
-             device: str | torch.device = "auto", progress: bool = False) -> dict[str, float]:
+             tune_blocks: int | None = None, device: str | torch.device = "auto",
+             progress: bool = False) -> dict[str, float]:
     """Fine-tune a classifier from `mae`'s encoder (or, with `pretrained=False`, the same ViT
     from random weights: the from-scratch baseline) and return its test accuracy (%).
 
     Global average pooling, layer-wise lr decay, drop path, random-resized-crop + flip
     augmentation on the device, label smoothing, AdamW with warm-up and cosine decay; with
-    `progress`, a progress bar on stderr. Chapter 7."""
+    `progress`, a progress bar on stderr. `tune_blocks=k` trains only the last k Transformer
+    blocks, the pooling norm and the head (`freeze_all_but_last`); None trains all. Chapter 7.
+    """
     device = pick_device(None if device == "auto" else str(device))
     torch.manual_seed(seed)
     num_classes = len(data_train.classes)
@@ -236,6 +255,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     else:
         model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate)
     model.to(device)
+    frozen = [] if tune_blocks is None else freeze_all_but_last(model, tune_blocks)
     with tf32(device):  # TF32 on NVIDIA GPUs, for this fine-tuning only
         groups = layer_decay_groups(model, weight_decay, layer_decay)
         opt = adamw(groups, (0.9, 0.999), device)
@@ -249,6 +269,8 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
         warmup = max(1, math.ceil(total * 0.1))
         model.train()
+        for block in frozen:  # frozen blocks compute as at test time: no drop path
+            block.eval()
         for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
             idx = torch.randint(0, len(images), (batch_size,), generator=g, device=device)
             lr = lr_at(step, total, peak, 1e-6, warmup)

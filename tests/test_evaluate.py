@@ -172,3 +172,31 @@ def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):
     data = mt.data.load_dataset("synthetic", synthetic_size=16)
     feats = mt.evaluate.extract_features(model, data, batch_size=8)
     assert seen == [True, True] and feats.dtype == torch.float32
+
+
+def test_partial_finetuning_trains_only_the_last_blocks_and_the_head():
+    vit = vit_from_mae(tiny(), num_classes=4, global_pool=True)
+    frozen = ev.freeze_all_but_last(vit, 1)
+    assert frozen == [vit.blocks[0]]
+    trainable = {n for n, p in vit.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("blocks.1.", "fc_norm.", "head.")) for n in trainable)
+    assert {n.split(".")[0] for n in trainable} == {"blocks", "fc_norm", "head"}
+    before = {n: p.detach().clone() for n, p in vit.named_parameters()}
+    opt = mt.optim.adamw(mt.optim.layer_decay_groups(vit, 0.05, 0.75), (0.9, 0.999),
+                         torch.device("cpu"))
+    for group in opt.param_groups:
+        group["lr"] = 1e-2
+    vit(torch.randn(8, 3, 32, 32)).square().mean().backward()
+    opt.step()  # AdamW skips the parameters without gradients: the frozen ones
+    for name, p in vit.named_parameters():
+        assert torch.equal(p, before[name]) != (name in trainable), name
+    with pytest.raises(ValueError, match="this ViT has 2 blocks"):
+        ev.freeze_all_but_last(vit, 3)
+
+
+def test_finetune_tunes_only_the_head_when_asked():
+    data = load_dataset("synthetic", synthetic_size=256)
+    test = load_dataset("synthetic", train=False)
+    test.images, test.labels = test.images[:100], test.labels[:100]
+    result = ev.finetune(data, test, tiny(), epochs=1, batch_size=64, tune_blocks=0)
+    assert result["steps"] == 4 and 0 <= result["accuracy"] <= 100

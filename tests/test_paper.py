@@ -55,3 +55,11 @@ def test_table_7_normalized_pixels_are_the_mae_rows_of_tables_3_to_5():
         assert norm[f"COCO {model}"] == paper.TABLE_4["MAE"][model][0]
         assert norm[f"ADE20K {model}"] == paper.TABLE_5["MAE"][model]
     assert all(len(row) == 7 for row in paper.TABLE_7.values())
+
+
+def test_fig_9_ends_are_table_1_default_probe_and_fine_tuning():
+    ft, lin = paper.table_1("decoder depth", 8)
+    assert paper.PARTIAL_FINETUNING[0] == lin and paper.PARTIAL_FINETUNING[24] == ft
+    points = [paper.PARTIAL_FINETUNING[k] for k in sorted(paper.PARTIAL_FINETUNING)]
+    assert points == sorted(points)  # more blocks tuned, higher accuracy
+    assert lin < paper.PARTIAL_FINETUNING_LAST_MLP < paper.PARTIAL_FINETUNING[1]
