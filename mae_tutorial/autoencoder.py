@@ -91,3 +91,12 @@ class ConvAutoencoder(nn.Module):
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> reconstruction (N, C, H, W)."""
         return self.decode(self.encode(imgs))
+
+
+def hidden_mse(output: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor) -> float:
+    """Mean squared error over the hidden values only. `hidden` is 1 where a value was hidden,
+    shaped like `target` (N, C, H, W) or one mask for all channels (N, 1, H, W). Chapter 1."""
+    hidden = hidden.expand_as(target)
+    if not hidden.any():
+        raise ValueError("hidden has no 1 anywhere: there is no hidden value to score")
+    return (((output - target) ** 2) * hidden).sum().item() / hidden.sum().item()

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mae_tutorial.autoencoder import ConvAutoencoder, conv_out_size
+from mae_tutorial.autoencoder import ConvAutoencoder, conv_out_size, hidden_mse
 from mae_tutorial.data import DATASET_STATS, make_synthetic, normalize
 
 
@@ -80,3 +80,17 @@ def test_sizes_the_architecture_cannot_take_raise_with_the_fix():
         model(torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match="unsqueeze"):
         model(torch.randn(3, 32, 32))
+
+
+def test_hidden_mse_scores_only_the_hidden_values():
+    target = torch.zeros(2, 3, 4, 4)
+    output = torch.ones(2, 3, 4, 4)
+    output[:, :, :2] = 5.0  # large errors where nothing is hidden
+    hidden = torch.zeros(2, 1, 4, 4)
+    hidden[:, :, 2:] = 1  # one mask for all channels
+    assert hidden_mse(output, target, hidden) == 1.0
+    per_channel = hidden.expand(2, 3, 4, 4).clone()
+    per_channel[:, 0] = 0  # the first channel shown everywhere: the same error, fewer values
+    assert hidden_mse(output, target, per_channel) == 1.0
+    with pytest.raises(ValueError, match="no hidden value"):
+        hidden_mse(output, target, torch.zeros(2, 1, 4, 4))

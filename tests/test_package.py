@@ -114,3 +114,30 @@ def test_every_public_name_says_which_chapter_teaches_it():
                 if "chapter" not in doc and "appendix" not in doc:
                     missing.append(f"{path.stem}.{node.name}")
     assert missing == []
+
+
+def notebook_definitions() -> dict[str, list[str]]:
+    """Each function or class name defined at the top of a chapter's code cell -> the
+    notebooks that define it (magics and shell lines left out)."""
+    import ast
+
+    found: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            lines = "".join(cell["source"]).splitlines()
+            code = "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+            for node in ast.parse(code).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    found.setdefault(node.name, []).append(path.stem)
+    return found
+
+
+def test_no_function_name_is_defined_in_two_notebooks():
+    # logic two chapters need lives in the package, once; a name written twice is either that
+    # logic re-typed or two different things under one name
+    found = notebook_definitions()
+    assert "build_writeup" in found and "nearest_visible_fill" in found  # the scan sees defs
+    twice = {name: where for name, where in found.items() if len(set(where)) > 1}
+    assert twice == {}, f"defined in more than one notebook: {twice}"
