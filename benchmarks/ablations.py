@@ -1,5 +1,5 @@
 """The paper's ablations (Table 1, Fig. 5) at small scale, on this machine: every variant of
-`mae_tutorial.ablations.ABLATIONS` pre-trained as the book's shared model is, with one setting
+`mae_tutorial.lab.ablations.ABLATIONS` pre-trained as the book's shared model is, with one setting
 changed (once: the models are cached with the book's, in book/runs/cache), and measured by
 k-NN, linear probe and chapter 7's short fine-tuning, with its pre-training FLOPs per image;
 then the fine-tuning of the baseline and of raw pixels again with a second seed.
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from mae_tutorial import ablations
+from mae_tutorial.data import evaluation_split
 from mae_tutorial.evaluate import SHORT_FINETUNE
+from mae_tutorial.lab import ablations, book_model, finetune_once
 from mae_tutorial.optim import autocast_dtype, cpu_has_native_bf16
-from mae_tutorial.runs import book_model, finetune_once
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "mae_tutorial" / "results" / "ablations.json"
@@ -62,7 +62,7 @@ def main() -> None:
     results.update(machine=machine(), torch=torch.__version__,
                    date=datetime.date.today().isoformat(), dataset="synthetic (generated "
                    "offline): pre-training 10,000 images; judged on 5,000 / 2,000 others")
-    data = ablations.evaluation_data()
+    data = evaluation_split()
     print(f"{results['machine']}, torch {results['torch']}")
     for name in names:
         start = time.perf_counter()

@@ -31,6 +31,7 @@ import mae_tutorial as mt
 from mae_tutorial import train as tr
 from mae_tutorial.batches import step_batches
 from mae_tutorial.optim import cpu_has_native_bf16
+from mae_tutorial.runtime import time_calls
 
 aten = torch.ops.aten
 
@@ -57,11 +58,8 @@ def matmul_rate(shapes: collections.Counter, dtype: torch.dtype, reps: int = 20)
     flops = seconds = 0.0
     for (bt, m, k, n), count in shapes.items():
         a, b = torch.randn(bt, m, k, dtype=dtype), torch.randn(bt, k, n, dtype=dtype)
-        torch.bmm(a, b)
-        start = time.perf_counter()
-        for _ in range(reps):
-            torch.bmm(a, b)
-        seconds += count * (time.perf_counter() - start) / reps
+        seconds += count * time_calls(lambda a=a, b=b: torch.bmm(a, b), torch.device("cpu"), 1,
+                                      warmup=1, calls=reps)[0]
         flops += count * 2 * bt * m * k * n
     return flops / seconds
 
@@ -160,13 +158,13 @@ def main() -> None:
     for _ in range(args.rounds):  # interleaved, so that all see the same machine
         for m in modes:
             run, batches = runs[m]
+            def one_step(m=m, run=run, batches=batches):
+                tr.train_step(run, step[m], batches)
+                step[m] += 1
+
             with undone(MODES[m][1]):
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    loss, _ = tr.train_step(run, step[m], batches)
-                    step[m] += 1
-                loss.item()
-            speed[m].append(args.steps * args.batch_size / (time.perf_counter() - start))
+                seconds = time_calls(one_step, run.device, 1, warmup=0, calls=args.steps)[0]
+            speed[m].append(args.batch_size / seconds)
     fp32 = statistics.median(speed["fp32"])
     for m in modes:
         ips = statistics.median(speed[m])

@@ -13,11 +13,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-
 import mae_tutorial as mt
-from mae_tutorial.data import load_dataset
-from mae_tutorial.evaluate import frozen_feature_report
+from mae_tutorial.data import evaluation_split
+from mae_tutorial.evaluate import against_random_init
 
 
 def main() -> None:
@@ -33,17 +31,11 @@ def main() -> None:
                                                    progress=False))
         checkpoint = out / "checkpoint.pth"
     mae = mt.mae_from_checkpoint(checkpoint)
-    torch.manual_seed(0)
-    random_init = mt.MaskedAutoencoderViT(**mae.config)
-    train_set = load_dataset("synthetic", synthetic_size=args.train_size, seed=1)
-    test_set = load_dataset("synthetic", train=False)
-    test_set.images = test_set.images[:args.test_size]
-    test_set.labels = test_set.labels[:args.test_size]
+    train_set, test_set = evaluation_split(args.train_size, args.test_size)
     print(f"checkpoint {checkpoint}; synthetic, {len(train_set)} train / {len(test_set)} test")
     print(f"{'encoder':<12}{'pool':<6}{'k-NN %':>8}{'linear %':>10}")
     for pool in ("cls", "mean"):
-        for name, model in (("pre-trained", mae), ("random", random_init)):
-            r = frozen_feature_report(model, train_set, test_set, pool)
+        for name, r in against_random_init(mae, train_set, test_set, pool).items():
             print(f"{name:<12}{pool:<6}{r['knn']:>8.1f}{r['linear_probe']:>10.1f}")
 
 

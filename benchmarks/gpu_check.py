@@ -1,6 +1,7 @@
 """Every CUDA path of the package in one run, for a lent GPU: does it work, and how fast.
 
     python benchmarks/gpu_check.py                          # one GPU, offline, < 8 minutes
+    python benchmarks/gpu_check.py --json gpu_check.json    # and its figures, for chapter 9
     python benchmarks/gpu_check.py --device cpu --small     # the same checks, tiny, on a CPU
 
 Runs, on synthetic data: training steps in bf16 and in fp16 with the gradient scaler (`--amp`
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -69,7 +71,7 @@ def config(args, out: Path, **kw) -> tr.TrainConfig:
 
 
 def images_per_s(out: Path) -> float:
-    return [r for r in tr.read_metrics(out) if "images_per_s" in r][-1]["images_per_s"]
+    return [r for r in mt.checkpoint.read_metrics(out) if "images_per_s" in r][-1]["images_per_s"]
 
 
 def peak_memory_mb(device: torch.device) -> str:
@@ -78,7 +80,39 @@ def peak_memory_mb(device: torch.device) -> str:
     return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB peak"
 
 
+class _Tee(io.TextIOBase):
+    """Writes to every stream it is given (the terminal and the log the JSON is read from)."""
+
+    def __init__(self, *streams: io.TextIOBase) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def main() -> int:
+    """Run the checks; with --json, also write the figures of this run's log as JSON (read
+    by benchmarks/gpu_log.py, which turns older logs into the same JSON)."""
+    args = parse_args()
+    if args.json is None:
+        return run_checks(args)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, log)):
+        code = run_checks(args)
+    from gpu_log import read_log  # beside this script
+
+    args.json.write_text(json.dumps(read_log(log.getvalue()), indent=1) + "\n")
+    print(f"figures written to {args.json}")
+    return code
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--small", action="store_true", help="tiny sizes (a CPU test)")
@@ -86,7 +120,12 @@ def main() -> int:
                    help="only the throughput table of chapter 9")
     p.add_argument("--skip-compile", action="store_true",
                    help="skip --compile (it takes minutes to compile on a CPU)")
-    args = p.parse_args()
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the run's figures as JSON (what chapter 9 reads)")
+    return p.parse_args()
+
+
+def run_checks(args: argparse.Namespace) -> int:
     device = mt.pick_device(args.device)
     small = args.small
     args.preset = "vit_mini_patch4" if small else "vit_tiny_patch4"
@@ -131,8 +170,8 @@ def main() -> int:
                                stop_after=args.steps))
         quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps),
               resume=True)
-        a = tr.read_training_checkpoint(whole / tr.CHECKPOINT)["model"]
-        b = tr.read_training_checkpoint(parts / tr.CHECKPOINT)["model"]
+        a = mt.checkpoint.read_training_checkpoint(whole / mt.checkpoint.CHECKPOINT)["model"]
+        b = mt.checkpoint.read_training_checkpoint(parts / mt.checkpoint.CHECKPOINT)["model"]
         worst = max((a[k] - b[k]).abs().max().item() for k in a)
         tolerance = 0.0 if device.type == "cpu" else 1e-3  # GPU kernels may reorder sums
         assert worst <= tolerance, f"max |difference| {worst:.2e} > {tolerance}"
@@ -171,7 +210,7 @@ def main() -> int:
 
     @check("evaluation: k-NN, fine-tuning")
     def evaluation() -> str:
-        model = mt.mae_from_checkpoint(work / "amp_off" / tr.CHECKPOINT).to(device)
+        model = mt.mae_from_checkpoint(work / "amp_off" / mt.checkpoint.CHECKPOINT).to(device)
         data = mt.data.load_dataset("synthetic", synthetic_size=args.images)
         test = mt.data.load_dataset("synthetic", train=False)
         test = mt.data.ImageSet(test.name, test.images[:500], test.labels[:500], test.classes,
@@ -233,7 +272,7 @@ def throughput_table(args, device: torch.device, work: Path, bf16: bool) -> str:
             model=preset, synthetic_size=max(4 * batch, 2048), batch_size=batch,
             max_steps=steps, log_every=every, checkpoint_every=steps, progress=False,
             amp=amp, device=args.device, output_dir=str(out), **extra))
-        rates = [r["images_per_s"] for r in tr.read_metrics(out) if "images_per_s" in r]
+        rates = [r["images_per_s"] for r in mt.checkpoint.read_metrics(out) if "images_per_s" in r]
         rate = sum(rates[1:]) / len(rates[1:])
         how = ", ".join(f"{k}={v}" for k, v in extra.items()) or "device pipeline, eager"
         rows.append(f"| {preset} | {batch} | {amp} | {how} | {rate:,.0f} | "
@@ -302,16 +341,8 @@ def speed_and_mfu(preset: str, device: torch.device, batch: int, steps: int) -> 
         ours_step()
     flops = counter.get_total_flops()
 
-    def rate(step) -> float:
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return steps / (time.perf_counter() - start)
+    def rate(step) -> float:  # steps per second, `steps` in a row after one warm-up step
+        return 1 / mt.runtime.time_calls(step, device, 1, warmup=1, calls=steps)[0]
 
     rates = {"ours": [], "hf": []}
     for _ in range(2):  # interleaved

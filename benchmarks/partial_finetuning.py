@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from ablations import ROOT, machine, write  # one home for the results files' format
 
-from mae_tutorial.ablations import evaluation_data
+from mae_tutorial.data import evaluation_split
 from mae_tutorial.evaluate import SHORT_FINETUNE
-from mae_tutorial.runs import book_model, finetune_once
+from mae_tutorial.lab import book_model, finetune_once
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "partial_finetuning.json"
 SEEDS = (0, 1)
@@ -41,7 +41,7 @@ def main() -> None:
     mae, run = book_model()
     device = next(mae.parameters()).device
     depth = len(mae.blocks)
-    data = evaluation_data()
+    data = evaluation_split()
     results = {"machine": machine(), "torch": torch.__version__,
                "date": datetime.date.today().isoformat(), "model": mae.config,
                "depth": depth, "recipe": SHORT_FINETUNE, "long_epochs": LONG_EPOCHS,

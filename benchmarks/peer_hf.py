@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 
 import torch
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
@@ -21,13 +20,12 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining
 import mae_tutorial as mt
 from mae_tutorial.hf import vitmae_config_kwargs
 from mae_tutorial.optim import adamw, cpu_has_native_bf16
+from mae_tutorial.runtime import time_calls
 
 
 def images_per_second(step, batch_size: int, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch_size * steps / (time.perf_counter() - start)
+    """Images per second over `steps` steps in a row (no warm-up call: the caller warms up)."""
+    return batch_size / time_calls(step, torch.device("cpu"), 1, warmup=0, calls=steps)[0]
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import torch
 
 import mae_tutorial as mt
 from mae_tutorial import train as tr
-from mae_tutorial.data import load_dataset
-from mae_tutorial.evaluate import frozen_feature_report, reconstruction_score
+from mae_tutorial.data import evaluation_split, load_dataset
+from mae_tutorial.evaluate import against_random_init, reconstruction_score
 from mae_tutorial.optim import autocast_dtype
 
 
@@ -51,15 +51,11 @@ def main() -> None:
     print(f"{summary['steps']} steps in {seconds:.0f} s (training loss {summary['loss']:.4f})")
     print(f"held-out masked-patch loss {score['loss']:.4f}, predicting zeros "
           f"{score['zero_loss']:.4f}: ratio {score['ratio']:.3f}")
-    torch.manual_seed(args.seed)
-    random_init = mt.MaskedAutoencoderViT(**mae.config)
-    train_set = load_dataset("synthetic", synthetic_size=5000, seed=1)
-    test_set.images, test_set.labels = test_set.images[:2000], test_set.labels[:2000]
-    ours = frozen_feature_report(mae, train_set, test_set, pool="mean")
-    theirs = frozen_feature_report(random_init, train_set, test_set, pool="mean")
+    train_set, test_set = evaluation_split()
+    rows = against_random_init(mae, train_set, test_set, seed=args.seed)
     for name, key in (("k-NN", "knn"), ("linear probe", "linear_probe")):
-        print(f"{name}, mean-pooled: pre-trained {ours[key]:.1f}%, random init "
-              f"{theirs[key]:.1f}%, gain {ours[key] - theirs[key]:+.1f} points")
+        print(f"{name}, mean-pooled: pre-trained {rows['pre-trained'][key]:.1f}%, random init "
+              f"{rows['random init'][key]:.1f}%, gain {rows['gain'][key]:+.1f} points")
     if args.finetune:
         for pretrained in (True, False):
             start = time.perf_counter()

@@ -25,8 +25,8 @@ import torch
 
 import mae_tutorial as mt
 from mae_tutorial import train as tr
-from mae_tutorial.data import load_dataset
-from mae_tutorial.evaluate import frozen_feature_report, reconstruction_score
+from mae_tutorial.data import evaluation_split
+from mae_tutorial.evaluate import against_random_init, reconstruction_score
 from mae_tutorial.optim import autocast_dtype, cpu_has_native_bf16
 
 MINI = mt.MODEL_PRESETS["vit_mini_patch4"]
@@ -74,7 +74,7 @@ def run(name: str, seconds: float, work: Path) -> dict[str, float]:
         with contextlib.redirect_stdout(io.StringIO()):
             tr.train(probe)
         startup = time.perf_counter() - start
-    rate = tr.read_metrics(work / f"{name}_probe")[-1]["images_per_s"]  # over its 12 steps
+    rate = mt.checkpoint.read_metrics(work / f"{name}_probe")[-1]["images_per_s"]  # 12 steps
     per_step = probe.batch_size / rate
     startup -= 12 * per_step  # data generation, model, first-step set-up
     steps = max(10, int((seconds - startup) / per_step))
@@ -84,18 +84,12 @@ def run(name: str, seconds: float, work: Path) -> dict[str, float]:
         summary = tr.train(cfg)
     took = time.perf_counter() - start
     mae = mt.mae_from_checkpoint(summary["checkpoint"])
-    torch.manual_seed(0)
-    random_init = mt.MaskedAutoencoderViT(**mae.config)
-    train_set = load_dataset("synthetic", synthetic_size=5000, seed=1)
-    test_set = load_dataset("synthetic", train=False)
-    test_set.images, test_set.labels = test_set.images[:2000], test_set.labels[:2000]
-    ours = frozen_feature_report(mae, train_set, test_set, pool="mean")
-    theirs = frozen_feature_report(random_init, train_set, test_set, pool="mean")
+    train_set, test_set = evaluation_split()
+    rows = against_random_init(mae, train_set, test_set)
     score = reconstruction_score(mae, test_set)
-    return {"steps": steps, "seconds": took, "knn": ours["knn"],
-            "knn_gain": ours["knn"] - theirs["knn"], "probe": ours["linear_probe"],
-            "probe_gain": ours["linear_probe"] - theirs["linear_probe"],
-            "loss_ratio": score["ratio"]}
+    return {"steps": steps, "seconds": took, "knn": rows["pre-trained"]["knn"],
+            "knn_gain": rows["gain"]["knn"], "probe": rows["pre-trained"]["linear_probe"],
+            "probe_gain": rows["gain"]["linear_probe"], "loss_ratio": score["ratio"]}
 
 
 def main() -> None:

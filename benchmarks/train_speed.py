@@ -3,33 +3,28 @@
 Prints images/s for
   - the DataLoader pipeline (torchvision transforms per image, `--workers` processes),
   - the batched on-device pipeline (one grid_sample per batch), and their ratio;
-  - a training step (forward + backward + AdamW) of a model preset, with and without data.
+  - the package's training step (`mt.train.train_step`: the batch with its on-device
+    augmentation and masking noise, forward, backward, AdamW) of a model preset.
 
-    python benchmarks/train_speed.py [--model quick] [--batch-size 128] [--batches 20]
+    python benchmarks/train_speed.py [--model vit_mini_patch4] [--batch-size 128] [--batches 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import statistics
 
 import torch
 
 import mae_tutorial as mt
 from mae_tutorial.augment import AugmentedImages, DeviceAugment, loader_transform
 from mae_tutorial.data import load_dataset
+from mae_tutorial.runtime import time_calls
 
 
-def rate(fn, images_per_call: int, calls: int) -> float:
-    fn()  # warm-up
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return images_per_call * calls / (time.perf_counter() - start)
+def rate(fn, images_per_call: int, calls: int, device: torch.device) -> float:
+    """Images per second of `fn`'s median call, after one warm-up call."""
+    return images_per_call / statistics.median(time_calls(fn, device, calls))
 
 
 def main() -> None:
@@ -52,37 +47,23 @@ def main() -> None:
         sampler=[(i, i) for i in range(len(data))], num_workers=args.workers,
         persistent_workers=args.workers > 0)
     batches = iter(loader)
-    r_loader = rate(lambda: next(batches)[0].to(device), b, args.batches)
+    r_loader = rate(lambda: next(batches)[0].to(device), b, args.batches, device)
     images = data.images.to(device)
     augment = DeviceAugment(data.mean, data.std)
     g = torch.Generator(device=device).manual_seed(0)
     r_device = rate(lambda: augment(images[torch.randint(0, len(data), (b,), device=device)], g),
-                    b, args.batches)
+                    b, args.batches, device)
     print(f"data, DataLoader ({args.workers} workers): {r_loader:9.0f} images/s")
     print(f"data, on the device (batched):     {r_device:9.0f} images/s  "
           f"({r_device / r_loader:.1f}x the DataLoader)")
 
-    # --- training steps
-    torch.manual_seed(0)
-    model = mt.mae_from_preset(args.model, norm_pix_loss=True).to(device).train()
-    opt = torch.optim.AdamW(mt.optim.param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95))
-    amp = mt.optim.autocast_dtype(device, "auto")
-    fixed = augment(images[:b], g)
-
-    def step(imgs):
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss = model(imgs, 0.75)[0]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    r_step = rate(lambda: step(fixed), b, args.batches)
-    r_full = rate(lambda: step(augment(images[torch.randint(0, len(data), (b,), device=device)],
-                                       g)), b, args.batches)
-    print(f"train step, model {args.model}, amp {amp or 'off'}:  {r_step:9.0f} images/s "
-          "(data already prepared)")
-    print(f"train step + on-device augmentation:  {r_full:9.0f} images/s")
-
+    # --- the package's training step, data included
+    cfg = mt.config.TrainConfig(model=args.model, batch_size=b, synthetic_size=len(data),
+                                device=args.device)
+    run, step = mt.lab.speed.training_step(cfg)
+    r_step = rate(step, b, args.batches, device)
+    print(f"train step (mt.train.train_step), model {args.model}, amp "
+          f"{run.amp_dtype or 'off'}: {r_step:9.0f} images/s")
 
 if __name__ == "__main__":
     main()

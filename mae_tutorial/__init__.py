@@ -1,8 +1,10 @@
 """mae-tutorial: Masked Autoencoders (He et al., 2021) step by step, in PyTorch.
 
-Two layers. The core, the model itself, is imported here: `patches`, `masking`, `pos_embed`,
-`vit`, `mae` (and `runtime`). Everything around it (data, augmentation, checkpoints,
-training, evaluation, figures) loads on first use, e.g. `mt.train` or `mt.load_weights`, so
+Three layers. The core, the model itself, is imported here: `patches`, `masking`, `pos_embed`,
+`vit`, `mae` (and `runtime`). Around it, one module per concern (data, augmentation,
+checkpoints, figures) and the two entry points, `train` and `evaluate`. On top, `lab`: the
+experiments the chapters and benchmarks share (cached models, ablations, shipped results).
+All but the core load on first use, e.g. `mt.train` or `mt.load_weights`, so
 `import mae_tutorial` stays cheap: no matplotlib, torchvision or scikit-image.
 """
 
@@ -17,8 +19,8 @@ from .runtime import derive_seed, pick_device, seed_everything
 from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncoder
 
 # The outer layer, one module per concern, loaded when first used.
-SUBMODULES = ("ablations", "augment", "autoencoder", "batches", "checkpoint", "config", "data",
-              "evaluate", "hf", "official", "optim", "paper", "runs", "train", "viz")
+SUBMODULES = ("augment", "autoencoder", "batches", "checkpoint", "config", "data", "evaluate",
+              "hf", "lab", "official", "optim", "paper", "train", "viz")
 # Names handed on from the outer layer: name -> its module.
 LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
               "read_checkpoint": "checkpoint", "vit_from_mae": "checkpoint",

@@ -106,7 +106,7 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
 def load_training_data(cfg: TrainConfig, world: int, local_rank: int) -> ImageSet:
     """The training set. Under torchrun, local rank 0 downloads CIFAR-10 while the other
     processes wait at a barrier, then load what it wrote (without downloading): N processes
-    never write the same archive at once. Chapter 9."""
+    never write the same archive at once. The errata appendix and chapter 9."""
     def load(download: bool) -> ImageSet:
         return load_dataset(cfg.dataset, cfg.data_root, train=True, download=download,
                             synthetic_size=cfg.synthetic_size, seed=cfg.seed)

@@ -1,11 +1,12 @@
-"""Checkpoints: one safe reader, one atomic writer, one loader of weights into a model, and
-models built from any checkpoint (chapters 6 to 8).
+"""Checkpoints: one safe reader, one atomic writer, one loader of weights into a model, models
+built from any checkpoint, and the files of a training run's folder (chapters 6 to 8).
 
 Every file is read with `torch.load(weights_only=True)`: no code in a file runs on load.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +20,10 @@ from .official import OFFICIAL_CHECKPOINTS, download_checkpoint
 from .vit import VisionTransformer
 
 Tensor = torch.Tensor
+
+# A training run's folder (`--output-dir`): its checkpoint and the metrics it logged.
+CHECKPOINT = "checkpoint.pth"
+METRICS = "metrics.jsonl"
 
 
 def read_checkpoint(path: str | os.PathLike, required: Iterable[str] = ()) -> Any:
@@ -58,6 +63,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
+def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by the trainer (model, optimizer, step, config, ...). Chapter 6."""
+    return read_checkpoint(path, required=("model", "step", "config"))
+
+
+def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The metrics a run logged (one dict per line of metrics.jsonl), for `viz.plot_metrics`.
+    Chapter 6."""
+    path = Path(output_dir) / METRICS
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trim_metrics(output_dir: str | os.PathLike, step: int) -> None:
+    """Drop the metric lines logged after `step`, the checkpoint a run resumes from (they will
+    be logged again). Chapter 6."""
+    path = Path(output_dir) / METRICS
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
 def _weights(checkpoint: str | os.PathLike | Mapping[str, Any]) -> Mapping[str, Tensor]:
     """The state dict in a file or mapping; one holding it under "model" (the official
     releases, this package's trainer) is unwrapped."""
@@ -78,7 +105,7 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, 
 
     Keys or shapes that do not fit are named in the error; `strict=False` tolerates missing
     and unexpected keys (e.g. an encoder-only checkpoint) but never a shape mismatch.
-    Chapters 6 and 8.
+    Chapters 8 and 6.
     """
     state = _weights(checkpoint)
     own = model.state_dict()
@@ -118,7 +145,7 @@ def mae_from_checkpoint(source: str | os.PathLike, root: str | os.PathLike = "da
                         ) -> MaskedAutoencoderViT:
     """A `MaskedAutoencoderViT` with the weights of an official release (by name, e.g.
     "mae_visualize_vit_large", downloaded and verified), an official-format file, or a
-    checkpoint written by this package's trainer (chapters 6 and 8).
+    checkpoint written by this package's trainer (chapters 8 and 6).
 
     Encoder-only files load with their decoder missing; the model's `encoder_only` is then
     True and it refuses to reconstruct.

@@ -75,7 +75,8 @@ MASKINGS = ("random", "block", "grid")
 
 def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """The `MaskedAutoencoderViT` arguments a configuration asks for: its preset, changed by
-    the ablation fields that are set. Chapter 6."""
+    the ablation fields that are set. The ablations appendix; chapter 6 uses it inside the
+    trainer."""
     changes = {"decoder_depth": cfg.decoder_depth, "decoder_embed_dim": cfg.decoder_embed_dim}
     return {**MODEL_PRESETS[cfg.model], "norm_pix_loss": cfg.norm_pix_loss,
             "encoder_mask_token": cfg.encoder_mask_token,

@@ -14,7 +14,7 @@ Their augmentation for pre-training lives in `augment`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +264,10 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def first(self, n: int) -> ImageSet:
+        """The first `n` images and their labels (all of them if there are fewer)."""
+        return replace(self, images=self.images[:n], labels=self.labels[:n])
+
 
 def load_cifar10(root: str | Path = "data", train: bool = True,
                  download: bool = True) -> ImageSet:
@@ -321,3 +325,11 @@ def load_dataset(name: str, root: str | Path = "data", train: bool = True,
         return ImageSet("photos", images, labels, PHOTOS, mean, std)
     raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)} "
                      "('synthetic' and 'photos' need no download, 'cifar10' is downloaded)")
+
+
+def evaluation_split(train_size: int = 5000, test_size: int = 2000) -> tuple[ImageSet, ImageSet]:
+    """The labelled images the book judges features on (chapters 5 and 7, the ablations):
+    `train_size` images of 'synthetic' drawn with seed 1, not the pre-training set (seed 0),
+    and its first `test_size` test images."""
+    train = load_dataset("synthetic", synthetic_size=train_size, seed=1)
+    return train, load_dataset("synthetic", train=False).first(test_size)

@@ -7,7 +7,8 @@
   16,384 batch and augmented crops).
 - Fine-tuning: the encoder plus a new head, global average pooling, layer-wise learning-rate
   decay, drop path; compared with the same ViT trained from scratch on the same budget.
-- Reconstruction in the official demo's four panels, and the cls token's attention maps.
+- Reconstruction in the official demo's four panels (the cls token's attention maps, chapter 3's
+  picture, are `vit.cls_attention_maps`).
 
     python -m mae_tutorial.evaluate --checkpoint runs/mae/checkpoint.pth --dataset synthetic
 """
@@ -30,7 +31,7 @@ from .mae import MaskedAutoencoderViT, normalize_patches
 from .optim import adamw, autocast_dtype, layer_decay_groups, lr_at
 from .patches import patchify, unpatchify
 from .runtime import pick_device, tf32
-from .vit import VisionTransformer, ViTEncoder
+from .vit import VisionTransformer
 
 # Chapter 7's short fine-tuning, which also judges every ablation: three epochs, so a base lr
 # ten times the paper's 1e-3 (with 1e-3, three epochs leave the network far from trained).
@@ -120,24 +121,6 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: flo
 
 
 @torch.no_grad()
-def cls_attention_maps(model: ViTEncoder, imgs: torch.Tensor) -> torch.Tensor:
-    """How much the cls token attends to each patch in the last block, per head (chapter 3):
-    (N, heads, grid rows, grid cols). Rows of the attention matrix sum to 1 over cls + patches.
-
-    The encoder runs its usual path; a hook keeps the last attention layer's input, from which
-    `Attention.attention_weights` computes the matrix."""
-    last = model.blocks[-1].attn
-    seen: list[torch.Tensor] = []
-    handle = last.register_forward_hook(lambda module, args, out: seen.append(args[0]))
-    try:
-        model.forward_tokens(imgs)
-    finally:
-        handle.remove()
-    weights = last.attention_weights(seen[0])  # (N, heads, 1 + L, 1 + L)
-    g = model.patch_embed.grid_size
-    return weights[:, :, 0, 1:].reshape(len(imgs), -1, g, g)
-
-
 # ---------------------------------------------------------------------------------------------
 # Frozen features
 
@@ -147,7 +130,7 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
                      batch_size: int = 256) -> torch.Tensor:
     """Frozen encoder features of every image (no masking, no augmentation): (N, D) on the CPU.
     `pool`: "cls" (the cls token, as the paper's linear probe) or "mean" (patch tokens).
-    Chapter 7."""
+    Chapters 5 and 7."""
     if pool not in ("cls", "mean"):
         raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
     was_training = model.training
@@ -167,7 +150,7 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                  test_y: torch.Tensor, k: int = 20, temperature: float = 0.07,
                  chunk: int = 1024) -> float:
-    """Top-1 accuracy (%) of a weighted k-NN vote on cosine similarity. Chapter 7."""
+    """Top-1 accuracy (%) of a weighted k-NN vote on cosine similarity. Chapters 5 and 7."""
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     train_x = F.normalize(train_x, dim=1)
     correct = 0
@@ -220,7 +203,7 @@ def freeze_all_but_last(model: VisionTransformer, blocks: int) -> list[nn.Module
     """Partial fine-tuning (the paper's Sec. 4.3, Fig. 9): freeze the patch embedding, the cls
     token and all but the last `blocks` Transformer blocks of `model`; those blocks, the
     pooling norm and the head stay trainable. `blocks=0` leaves only the norm and the head.
-    Returns the frozen blocks. Chapter 7 (exercise 2) and the after-MAE page."""
+    Returns the frozen blocks. The after-MAE page (and chapter 7's exercise 2)."""
     depth = len(model.blocks)
     if not 0 <= blocks <= depth:
         raise ValueError(f"tune_blocks={blocks}: this ViT has {depth} blocks; tune 0 to "
@@ -310,6 +293,21 @@ def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
                                          epochs=probe_epochs)}
 
 
+def against_random_init(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
+                        pool: str = "mean", probe_epochs: int = 50,
+                        seed: int = 0) -> dict[str, dict[str, float]]:
+    """What pre-training bought: `frozen_feature_report` of `model` ("pre-trained"), of the
+    same architecture at the random initialization seed `seed` gives ("random init", the
+    global random state left as it was), and the difference ("gain", in points). Chapter 7."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random_init = MaskedAutoencoderViT(**model.config).to(next(model.parameters()).device)
+        rows = {name: frozen_feature_report(m, data_train, data_test, pool, probe_epochs)
+                for name, m in (("pre-trained", model), ("random init", random_init))}
+    rows["gain"] = {k: rows["pre-trained"][k] - rows["random init"][k] for k in rows["pre-trained"]}
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (`python -m mae_tutorial.evaluate --help`), chapter 7; returns the
     exit code."""
@@ -335,17 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         mae = mae_from_checkpoint(args.checkpoint).to(device)
         print(f"device: {device}\ndataset: {args.dataset}")
-        train_set = _subset(load_dataset(args.dataset, args.data_root, train=True,
-                                         synthetic_size=args.train_size, seed=args.seed),
-                            args.train_size)
-        test_set = _subset(load_dataset(args.dataset, args.data_root, train=False),
-                           args.test_size)
-        torch.manual_seed(args.seed)
-        random_model = MaskedAutoencoderViT(**mae.config).to(device)
-        rows = {"pre-trained": frozen_feature_report(mae, train_set, test_set, args.pool,
-                                                     args.probe_epochs),
-                "random init": frozen_feature_report(random_model, train_set, test_set,
-                                                     args.pool, args.probe_epochs)}
+        train_set = load_dataset(args.dataset, args.data_root, train=True,
+                                 synthetic_size=args.train_size, seed=args.seed)
+        train_set = train_set.first(args.train_size)
+        test_set = load_dataset(args.dataset, args.data_root, train=False).first(args.test_size)
+        rows = against_random_init(mae, train_set, test_set, args.pool, args.probe_epochs,
+                                   args.seed)
         print(f"{'encoder':<14}{'k-NN %':>9}{'linear %':>10}")
         for name, r in rows.items():
             print(f"{name:<14}{r['knn']:>9.1f}{r['linear_probe']:>10.1f}")
@@ -358,11 +351,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _subset(data: ImageSet, n: int) -> ImageSet:
-    return ImageSet(data.name, data.images[:n], data.labels[:n], data.classes, data.mean,
-                    data.std)
 
 
 if __name__ == "__main__":

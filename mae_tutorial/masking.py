@@ -40,7 +40,7 @@ def random_masking(
       x_visible:   (N, K, D) the kept tokens, K = int(L * (1 - mask_ratio)), in shuffled order
       mask:        (N, L) in the original token order, 1 = removed, 0 = visible
       ids_restore: (N, L) the inverse permutation: x_shuffled.gather(1, ids_restore) = x order
-    Chapter 2.
+    Chapters 1 and 2.
     """
     if x.ndim != 3:
         raise ValueError(f"expected tokens of shape (N, L, D), got shape {tuple(x.shape)}")
@@ -75,7 +75,7 @@ def grid_masking_noise(n: int, grid_size: int, generator: torch.Generator | None
                        ) -> torch.Tensor:
     """Keep one patch of every 2x2 square (a regular lattice, random phase per sample): with
     `random_masking(x, 0.75, noise)` exactly the lattice stays visible. Returns (N, L).
-    Chapter 2."""
+    Chapter 8 (the ablations appendix trains with it)."""
     rows = torch.arange(grid_size).view(-1, 1).expand(grid_size, grid_size).flatten()
     cols = torch.arange(grid_size).view(1, -1).expand(grid_size, grid_size).flatten()
     phase = torch.randint(0, 2, (n, 2), generator=generator)

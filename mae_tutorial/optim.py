@@ -13,7 +13,7 @@ from torch import nn
 
 def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_steps: int) -> float:
     """Linear warmup to `peak_lr`, then a half-cycle cosine down to `min_lr`, per iteration
-    (chapter 6)."""
+    (chapters 3 and 6)."""
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -22,7 +22,7 @@ def lr_at(step: int, total_steps: int, peak_lr: float, min_lr: float, warmup_ste
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay for weight matrices (and tokens), none for norms and biases (1-D)
-    (chapter 6)."""
+    (chapters 3 and 6)."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:

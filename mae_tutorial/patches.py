@@ -46,7 +46,7 @@ def _check_patches_fit(imgs: torch.Tensor, patch_size: int) -> None:
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut images into flattened patches: (N, C, H, W) -> (N, L, p*p*C), L = (H/p)(W/p).
-    Chapter 2."""
+    Chapters 1 and 2."""
     _check_patches_fit(imgs, patch_size)
     return rearrange(imgs, "n c (h p) (w q) -> n (h w) (p q c)", p=patch_size, q=patch_size)
 
@@ -90,6 +90,6 @@ def unpatchify(
 def mask_to_pixels(mask: torch.Tensor, patch_size: int,
                    grid_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Spread a per-patch mask over the pixels: (N, L) -> (N, 1, H, W), each pixel taking the
-    value of its patch (1 = removed, as `random_masking` returns it). Chapter 2."""
+    value of its patch (1 = removed, as `random_masking` returns it). Chapters 1 and 2."""
     per_pixel = mask[..., None].expand(-1, -1, patch_size * patch_size)  # (N, L, p*p)
     return unpatchify(per_pixel, patch_size, channels=1, grid_size=grid_size)

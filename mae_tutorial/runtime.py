@@ -1,11 +1,12 @@
-"""Where the code runs: device choice and seeds."""
+"""Where the code runs: device choice, seeds, and how long a call takes there."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 
 def pick_device(name: str | None = None) -> torch.device:
     """The requested device, or the best available one: cuda, then mps, then cpu
-    (every chapter's setup cell)."""
+    (every chapter's setup cell, from chapter 1)."""
     if name is not None and name != "auto":
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -26,6 +27,36 @@ def pick_device(name: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until the work queued on `device` is done (a GPU runs asynchronously: a call
+    returns before its kernels finish); nothing to wait for on a CPU. Chapter 4."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device, repeats: int = 5,
+               warmup: int = 1, calls: int = 1) -> list[float]:
+    """Seconds per call of `fn` on `device`, measured `repeats` times, after `warmup` calls that
+    are not timed (the first call of a model pays for allocation and kernel choice). Each
+    measurement times `calls` calls between two synchronizations of the device, so a time is
+    the work's, not its queuing: `calls=1` for the time of one call, more for a throughput
+    (a GPU then overlaps a call's launches with the previous call's work). The fastest is the
+    machine's best; the median, a typical call. Chapter 4."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) / calls)
+    return times
 
 
 @contextlib.contextmanager
@@ -55,17 +86,17 @@ def exact_fp32() -> contextlib.AbstractContextManager:
 
 
 def derive_seed(seed: int, stream: str, index: int = 0) -> int:
-    """The seed of one random stream of a run (chapter 6): from the run's `seed`, the
-    stream's name ("order", "augment", "mask", "synthetic-train", ...) and an index (an
-    epoch, a step, a chunk). 63 bits of SHA-256, so streams never share seeds, within a run
-    or across runs (seed s + 1's augmentation is not seed s's masking)."""
+    """The seed of one random stream of a run (chapter 9; chapter 6's runs use it): from the
+    run's `seed`, the stream's name ("order", "augment", "mask", "synthetic-train", ...) and
+    an index (an epoch, a step, a chunk). 63 bits of SHA-256, so streams never share seeds,
+    within a run or across runs (seed s + 1's augmentation is not seed s's masking)."""
     digest = hashlib.sha256(f"{seed}/{stream}/{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices) for a reproducible run.
-    Every chapter's setup."""
+    Every chapter's setup, from chapter 1."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -33,7 +33,14 @@ import torch.distributed as dist
 from torch import nn
 
 from .batches import load_training_data, step_batches
-from .checkpoint import load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    CHECKPOINT,
+    METRICS,
+    load_weights,
+    read_training_checkpoint,
+    save_checkpoint,
+    trim_metrics,
+)
 from .config import (
     TrainConfig,
     arg_parser,
@@ -48,9 +55,6 @@ from .data import ImageSet
 from .mae import MaskedAutoencoderViT
 from .optim import adamw, autocast_dtype, lr_at, param_groups
 from .runtime import pick_device, rng_state, set_rng_state, tf32
-
-CHECKPOINT = "checkpoint.pth"
-METRICS = "metrics.jsonl"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -156,7 +160,7 @@ def resume_from(run: Run, state: dict[str, Any]) -> None:
     run.start_step = state["step"]
     run.log(f"resumed from {run.checkpoint_path} at step {run.start_step}")
     if run.is_main:
-        _trim_metrics(run.out / METRICS, run.start_step)
+        trim_metrics(run.out, run.start_step)
 
 
 def train_step(run: Run, step: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
@@ -215,16 +219,18 @@ def save_run(run: Run, done: int) -> None:
         dist.barrier()
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False,
+          state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pre-train an MAE as `cfg` says (chapter 6); returns a summary (steps, last loss,
     checkpoint path). With `resume`, continues the run in `cfg.output_dir` from its
-    checkpoint. On an NVIDIA GPU the run may use TF32 (`runtime.tf32`)."""
+    checkpoint (`state`, if the caller has read it already). On an NVIDIA GPU the run may use
+    TF32 (`runtime.tf32`)."""
     with tf32(pick_device(cfg.device)):
-        return _train(cfg, resume)
+        return _train(cfg, resume, state)
 
 
-def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
-    state = _existing_checkpoint(cfg, resume)
+def _train(cfg: TrainConfig, resume: bool, state: dict[str, Any] | None) -> dict[str, Any]:
+    state = _existing_checkpoint(cfg, resume, state)
     run = setup(cfg)
     if state is not None:
         resume_from(run, state)
@@ -286,24 +292,17 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
 # Checks, files and random state
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint (they will be logged again)."""
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
-
-
-def _existing_checkpoint(cfg: TrainConfig, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from (checked to be the same run), or None for a new run,
-    which must not overwrite one; stale temporary files of interrupted writes are removed."""
+def _existing_checkpoint(cfg: TrainConfig, resume: bool,
+                         state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint to resume from (`state`, or read; checked to be the same run), or None
+    for a new run, which must not overwrite one; stale temporary files of interrupted writes
+    are removed."""
     path = Path(cfg.output_dir) / CHECKPOINT
-    state = None
     if resume:
-        if not path.exists():
+        if state is None and not path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
                                     "--resume, or point --output-dir at the run to continue")
-        state = read_training_checkpoint(path)
+        state = read_training_checkpoint(path) if state is None else state
         check_same_run(cfg, state["config"])
     elif path.exists():
         raise FileExistsError(f"{path} exists: pass --resume to continue that run, or "
@@ -311,19 +310,7 @@ def _existing_checkpoint(cfg: TrainConfig, resume: bool) -> dict[str, Any] | Non
     if int(os.environ.get("RANK", "0")) == 0:
         for stale in path.parent.glob(f".{CHECKPOINT}.tmp-*"):
             stale.unlink(missing_ok=True)
-    return state
-
-
-def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by this trainer (model, optimizer, step, config, ...). Chapter 6."""
-    return read_checkpoint(path, required=("model", "step", "config"))
-
-
-def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The metrics a run logged (one dict per line of metrics.jsonl), for `viz.plot_metrics`.
-    Chapter 6."""
-    path = Path(output_dir) / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return state if resume else None
 
 
 def _check_writable(output_dir: Path) -> None:
@@ -361,20 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(arg_parser().parse_args(argv))
     preset, resume = args.pop("preset"), args.pop("resume")
     given = {k: v for k, v in args.items() if v is not None}
+    state = None
     if resume:
         # continue with the checkpoint's settings; only session fields may be given anew
         ckpt = Path(given.get("output_dir", TrainConfig.output_dir)) / CHECKPOINT
         if not ckpt.exists():
             print(f"error: --resume: no checkpoint at {ckpt}", file=sys.stderr)
             return 2
-        saved = read_training_checkpoint(ckpt)["config"]
+        state = read_training_checkpoint(ckpt)  # read once: train() is handed it
+        saved = state["config"]
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         cfg = TrainConfig(**{k: to_tuple(v) for k, v in saved.items() if k in known})
         cfg = dataclasses.replace(cfg, **given)
     else:
         cfg = config_from_preset(preset, **given)
     try:
-        train(cfg, resume=resume)
+        train(cfg, resume=resume, state=state)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError,
             NonFiniteLossError) as exc:
         print(f"error: {exc}{_hint(exc)}", file=sys.stderr)

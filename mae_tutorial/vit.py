@@ -227,3 +227,21 @@ class VisionTransformer(ViTEncoder):
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(imgs))  # (N, num_classes) logits
+
+
+def cls_attention_maps(model: ViTEncoder, imgs: torch.Tensor) -> torch.Tensor:
+    """How much the cls token attends to each patch in the last block, per head:
+    (N, heads, grid rows, grid cols). Rows of the attention matrix sum to 1 over cls + patches.
+
+    The encoder runs its usual path; a hook keeps the last attention layer's input, from which
+    `Attention.attention_weights` computes the matrix. Chapter 3."""
+    last = model.blocks[-1].attn
+    seen: list[torch.Tensor] = []
+    handle = last.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    try:
+        model.forward_tokens(imgs)
+    finally:
+        handle.remove()
+    weights = last.attention_weights(seen[0])  # (N, heads, 1 + L, 1 + L)
+    g = model.patch_embed.grid_size
+    return weights[:, :, 0, 1:].reshape(len(imgs), -1, g, g)

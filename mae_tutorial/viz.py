@@ -14,7 +14,7 @@ from .patches import patchify, unpatchify
 
 def to_numpy_image(img: torch.Tensor):
     """(C, H, W) or (1, C, H, W) tensor in [0, 1] -> (H, W, C) NumPy array, clipped.
-    Chapters 1 and 2."""
+    Chapter 2."""
     if img.ndim == 4:
         img = img[0]
     return img.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
@@ -66,7 +66,7 @@ def show_rows(rows: Mapping[str, torch.Tensor], mean, std, size: float = 1.3):
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A markdown table (what `IPython.display.Markdown` renders on the pages) from a header
-    and rows of cells, each cell written with `str`. The after_mae chapter (Part III)."""
+    and rows of cells, each cell written with `str`. The after-MAE page (Part III)."""
     if any(len(row) != len(header) for row in rows):
         raise ValueError(f"every row needs {len(header)} cells, like the header {list(header)}")
     lines = [header, ["---"] * len(header), *rows]
@@ -74,14 +74,15 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def draw_patch_grid(ax, img_size: int, patch_size: int, color: str = "white") -> None:
-    """Draw the patch boundaries over an image already shown on `ax`. Chapters 1 and 2."""
+    """Draw the patch boundaries over an image already shown on `ax`. Chapter 2."""
     for k in range(0, img_size + 1, patch_size):
         ax.axhline(k - 0.5, color=color, linewidth=0.6)
         ax.axvline(k - 0.5, color=color, linewidth=0.6)
 
 
 def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
-    """Loss (log scale) and learning rate against the step, from `train.read_metrics`. Chapter 6."""
+    """Loss (log scale) and learning rate against the step, from `checkpoint.read_metrics`.
+    Chapter 6."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     records = [r for r in records if "loss" in r]  # not the lines that record a resume

@@ -8,7 +8,7 @@ from mae_tutorial import evaluate as ev
 from mae_tutorial.checkpoint import vit_from_mae
 from mae_tutorial.data import load_dataset
 
-# where the book's chapters keep the pre-trained models they share (`mt.runs.book_model`)
+# where the book's chapters keep the pre-trained models they share (`mt.lab.book_model`)
 BOOK_CACHE = Path(__file__).resolve().parents[1] / "book" / "runs" / "cache"
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
@@ -102,7 +102,7 @@ def test_encoder_only_models_refuse_to_reconstruct():
 def test_cls_attention_maps_are_the_last_blocks_attention():
     model = tiny()
     imgs = torch.randn(2, 3, 32, 32)
-    maps = ev.cls_attention_maps(model, imgs)
+    maps = mt.vit.cls_attention_maps(model, imgs)
     assert maps.shape == (2, 4, 4, 4)
     seen = {}
     last = model.blocks[-1]
@@ -145,16 +145,35 @@ def test_quick_budget_pretraining_beats_random_features():
     learned little. Measured (5,000 / 2,000 images, `benchmarks/quick_budget.py`): k-NN about
     +11 points, linear probe about +15; guarded at +3 and +2. The model is trained here if the
     book has not trained it yet, and loaded from the book's cache otherwise."""
-    mae, _ = mt.runs.pretrain_once("quick", cache=BOOK_CACHE)  # = book_model()
-    torch.manual_seed(0)
-    random_init = mt.MaskedAutoencoderViT(**mae.config)
-    train_set = load_dataset("synthetic", synthetic_size=3000, seed=1)
-    test_set = load_dataset("synthetic", train=False)
-    test_set.images, test_set.labels = test_set.images[:1000], test_set.labels[:1000]
-    ours = ev.frozen_feature_report(mae, train_set, test_set, "mean", probe_epochs=30)
-    base = ev.frozen_feature_report(random_init, train_set, test_set, "mean", probe_epochs=30)
-    assert ours["knn"] > base["knn"] + 3, (ours, base)
-    assert ours["linear_probe"] > base["linear_probe"] + 2, (ours, base)
+    mae, _ = mt.lab.pretrain_once("quick", cache=BOOK_CACHE)  # = book_model()
+    train_set, test_set = mt.data.evaluation_split(3000, 1000)
+    rows = ev.against_random_init(mae, train_set, test_set, "mean", probe_epochs=30)
+    assert rows["gain"]["knn"] > 3 and rows["gain"]["linear_probe"] > 2, rows
+
+
+def test_the_gain_over_random_weights_is_measured_against_a_seeded_init():
+    data = load_dataset("synthetic", synthetic_size=200)
+    test = load_dataset("synthetic", train=False).first(100)
+    model = tiny()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    rows = ev.against_random_init(model, data, test, probe_epochs=5, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random state untouched
+    torch.manual_seed(7)
+    by_hand = ev.frozen_feature_report(mt.MaskedAutoencoderViT(**model.config), data, test,
+                                       "mean", probe_epochs=5)
+    assert rows["random init"] == by_hand
+    assert rows["pre-trained"] == ev.frozen_feature_report(model, data, test, "mean", 5)
+    assert rows["gain"] == {k: rows["pre-trained"][k] - by_hand[k] for k in by_hand}
+    assert rows["gain"]["knn"] != 0  # two different encoders
+
+
+def test_the_evaluation_split_is_held_out_from_pretraining():
+    train, test = mt.data.evaluation_split(300, 50)
+    assert (len(train), len(test)) == (300, 50)
+    pretraining = load_dataset("synthetic", synthetic_size=300)  # seed 0, as the presets
+    assert not torch.equal(train.images, pretraining.images)
+    assert torch.equal(test.images, load_dataset("synthetic", train=False).images[:50])
 
 
 def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):

@@ -1,6 +1,8 @@
 """benchmarks/gpu_check.py, the one script for a lent GPU, runs every check (tiny, on the CPU)."""
 
 import importlib.util
+import json
+import math
 import os
 import subprocess
 import sys
@@ -12,10 +14,11 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
-def test_gpu_check_runs_every_check_on_the_cpu():
+def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
+    figures = tmp_path / "figures.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small",
-                           "--skip-compile"], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           "--skip-compile", "--json", str(figures)], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if "  ok  " in line]
     for name in ("train amp=bf16", "train amp=fp16", "train amp=off", "pipeline=loader",
@@ -23,6 +26,19 @@ def test_gpu_check_runs_every_check_on_the_cpu():
                  "Hugging Face", "throughput table"):
         assert any(name in row for row in rows), name
     assert "10 passed, 0 failed" in done.stdout
+    # the figures chapter 9 would read, from this run's own log
+    read = json.loads(figures.read_text())
+    assert read["device"] == "CPU" and read["torch"] == torch.__version__
+    assert len(read["checks"]) == 10 and all(c["result"] == "ok" for c in read["checks"].values())
+    speed = read["throughput"]
+    assert [(r["model"], r["batch"], r["run"]) for r in speed] == [
+        ("vit_mini_patch4", 64, "device pipeline, eager"), ("vit_mini_patch4", 64,
+                                                            "pipeline=loader")]
+    assert all(r["images_per_s"] > 0 and r["peak_mb"] is None  # no peak memory on a CPU
+               and math.isclose(r["epoch_s"], 50_000 / r["images_per_s"], rel_tol=0.02,
+                                abs_tol=0.05) for r in speed)
+    assert read["quick_preset_s"] >= 0 and read["finetune_epoch_s"] > 0
+    assert read["matmul_size"] == 512 and read["matmul_tflops"] > 0
 
 
 @pytest.mark.parametrize(("capability", "bf16"), [((7, 5), False), ((8, 0), True), ((9, 0), True)])

@@ -3,7 +3,8 @@ imply about each other (not a second copy of them), and of the helpers."""
 
 import pytest
 
-from mae_tutorial import ablations, paper
+from mae_tutorial import paper
+from mae_tutorial.lab import ablations
 
 
 def test_every_sub_table_of_table_1_holds_the_same_default_model():

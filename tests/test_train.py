@@ -12,6 +12,7 @@ import torch
 
 import mae_tutorial as mt
 from mae_tutorial import train as tr
+from mae_tutorial.checkpoint import CHECKPOINT, read_metrics, read_training_checkpoint
 from mae_tutorial.mae import MaskedAutoencoderViT
 
 TINY = dict(model="vit_mini_patch4", synthetic_size=256, batch_size=32, epochs=2, base_lr=1e-3,
@@ -23,7 +24,7 @@ def cfg(tmp_path, **kw) -> tr.TrainConfig:
 
 
 def weights(run_dir) -> dict[str, torch.Tensor]:
-    return tr.read_training_checkpoint(Path(run_dir) / tr.CHECKPOINT)["model"]
+    return read_training_checkpoint(Path(run_dir) / CHECKPOINT)["model"]
 
 
 def test_schedule_warms_up_then_follows_a_half_cosine():
@@ -62,11 +63,11 @@ def test_mixed_precision_choice(monkeypatch):
 def test_training_lowers_the_loss_and_logs(tmp_path):
     summary = tr.train(cfg(tmp_path, epochs=3))
     assert summary["finished"] and summary["steps"] == 3 * (256 // 32)
-    metrics = tr.read_metrics(tmp_path / "run")
+    metrics = read_metrics(tmp_path / "run")
     assert [m["step"] for m in metrics] == list(range(1, 25))
     assert metrics[-1]["loss"] < metrics[0]["loss"]
     assert {"loss", "lr", "images_per_s", "epoch"} <= set(metrics[0])
-    state = tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)
+    state = read_training_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert state["step"] == 24 and state["config"]["model"] == "vit_mini_patch4"
     assert {"model", "optimizer", "scaler", "rng", "epoch", "model_config"} <= set(state)
 
@@ -81,7 +82,7 @@ def test_resume_is_bit_identical(tmp_path, pipeline, workers):
     tr.train(dataclasses.replace(parts, stop_after=None), resume=True)
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [m["step"] for m in tr.read_metrics(tmp_path / "b")] == list(range(1, 17))
+    assert [m["step"] for m in read_metrics(tmp_path / "b")] == list(range(1, 17))
 
 
 def test_gradient_accumulation_runs_and_counts_steps(tmp_path):
@@ -101,7 +102,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     monkeypatch.setattr(MaskedAutoencoderViT, "forward_loss", poisoned)
     with pytest.raises(tr.NonFiniteLossError, match="at step 5.*step 4"):
         tr.train(cfg(tmp_path))
-    assert tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["step"] == 4
+    assert read_training_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 4
 
 
 def test_bad_settings_are_refused(tmp_path):
@@ -128,14 +129,14 @@ def test_bad_settings_are_refused(tmp_path):
 def test_nothing_written_is_lost(tmp_path):
     run = cfg(tmp_path, epochs=1)
     tr.train(run)
-    path = tmp_path / "run" / tr.CHECKPOINT
+    path = tmp_path / "run" / CHECKPOINT
     good = path.read_bytes()
     with pytest.raises(FileExistsError, match="--resume"):
         tr.train(run)  # a fresh run would overwrite the checkpoint
     with pytest.raises(ValueError, match="these differ: batch_size"):
         tr.train(dataclasses.replace(run, batch_size=64), resume=True)
     # a checkpoint of another architecture: the mismatched keys are named
-    state = tr.read_training_checkpoint(path)
+    state = read_training_checkpoint(path)
     state["model"] = mt.mae_from_preset("vit_tiny_patch4").state_dict()
     torch.save(state, path)
     other = path.read_bytes()
@@ -169,7 +170,7 @@ def _cli(*args, env=None) -> list[str]:
 
 def test_killing_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "killed"
-    ckpt = out / tr.CHECKPOINT
+    ckpt = out / CHECKPOINT
     args = ["--max-steps", "100000", "--checkpoint-every", "1", "--output-dir", str(out)]
     model = mt.mae_from_preset("vit_mini_patch4")
     last_step = 0
@@ -178,18 +179,18 @@ def test_killing_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline:  # wait until this round has written a checkpoint
-            if ckpt.exists() and tr.read_training_checkpoint(ckpt)["step"] > last_step:
+            if ckpt.exists() and read_training_checkpoint(ckpt)["step"] > last_step:
                 break
             time.sleep(0.05)
         time.sleep(0.1 + 0.37 * round_)  # kill somewhere in the middle of the writes
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        state = tr.read_training_checkpoint(ckpt)
+        state = read_training_checkpoint(ckpt)
         mt.load_weights(model, state["model"])
         assert state["step"] > last_step
         last_step = state["step"]
     # the next start sweeps away temporary files that a killed write left behind
-    (out / f".{tr.CHECKPOINT}.tmp-1").write_bytes(b"partial")
+    (out / f".{CHECKPOINT}.tmp-1").write_bytes(b"partial")
     subprocess.run(_cli(*args, "--resume", "--stop-after", "1"), check=True, capture_output=True)
     assert not list(out.glob(".*.tmp-*"))
 
@@ -215,7 +216,7 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 5e-5, worst
     # the logged loss is the whole global batch's, not rank 0's share
-    logged = [[r["loss"] for r in tr.read_metrics(tmp_path / name)] for name in ("one", "two")]
+    logged = [[r["loss"] for r in read_metrics(tmp_path / name)] for name in ("one", "two")]
     assert logged[0] == pytest.approx(logged[1], rel=1e-5)
     torch.manual_seed(0)  # the trainer's initial weights: training did move them
     initial = mt.mae_from_preset("vit_mini_patch4").state_dict()
@@ -250,18 +251,18 @@ def test_cifar10_is_downloaded_by_one_process_while_the_others_wait(tmp_path, mo
 
 def test_resume_on_fp16_hardware_after_a_run_without_a_scaler(tmp_path, capsys):
     tr.train(cfg(tmp_path, max_steps=4, stop_after=2, amp="off"))
-    assert tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["scaler"] == {}
+    assert read_training_checkpoint(tmp_path / "run" / CHECKPOINT)["scaler"] == {}
     summary = tr.train(cfg(tmp_path, max_steps=4, amp="fp16"), resume=True)  # as on a T4
     assert summary["finished"] and math.isfinite(summary["loss"])
     printed = capsys.readouterr().out
     assert "resumed with amp 'off' -> 'fp16'" in printed and "starts fresh" in printed
-    assert tr.read_training_checkpoint(tmp_path / "run" / tr.CHECKPOINT)["scaler"] != {}
+    assert read_training_checkpoint(tmp_path / "run" / CHECKPOINT)["scaler"] != {}
 
 
 def test_resume_may_change_the_settings_that_exist_for_recovery(tmp_path):
     tr.train(cfg(tmp_path, max_steps=4, stop_after=2))
     tr.train(cfg(tmp_path, max_steps=4, base_lr=5e-4, clip_grad=1.0), resume=True)
-    records = tr.read_metrics(tmp_path / "run")
+    records = read_metrics(tmp_path / "run")
     change = [r for r in records if "resumed_with" in r]
     assert change == [{"step": 2, "epoch": 2 / 8, "resumed_with": {
         "base_lr": [1e-3, 5e-4], "clip_grad": [None, 1.0]}}]
@@ -369,7 +370,7 @@ def test_ablation_maskings_remove_the_patches_they_promise(tmp_path, masking):
 def test_ablation_model_fields_change_the_model(tmp_path):
     tr.train(cfg(tmp_path, max_steps=1, decoder_depth=2, decoder_embed_dim=32,
                  encoder_mask_token=True))
-    model = mt.mae_from_checkpoint(tmp_path / "run" / tr.CHECKPOINT)
+    model = mt.mae_from_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert len(model.decoder_blocks) == 2 and model.decoder_embed.out_features == 32
     assert model.encoder_mask_token is not None
     assert mt.config.model_kwargs(cfg(tmp_path)) == {
@@ -404,6 +405,6 @@ def test_encoder_mask_token_ablation_trains_under_torchrun(tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "x 2 processes" in done.stdout
-    assert [r["step"] for r in tr.read_metrics(out) if "loss" in r] == [1, 2, 3]
-    state = tr.read_training_checkpoint(out / tr.CHECKPOINT)
+    assert [r["step"] for r in read_metrics(out) if "loss" in r] == [1, 2, 3]
+    state = read_training_checkpoint(out / CHECKPOINT)
     assert state["step"] == 3 and state["model_config"]["encoder_mask_token"] is True

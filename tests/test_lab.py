@@ -6,18 +6,18 @@ from pathlib import Path
 import pytest
 
 import mae_tutorial as mt
-from mae_tutorial import runs
-from mae_tutorial.train import CHECKPOINT
+from mae_tutorial.checkpoint import CHECKPOINT
+from mae_tutorial.lab import cache
 
 SMALL = dict(synthetic_size=256, batch_size=32, max_steps=3, checkpoint_every=1, log_every=1)
 
 
 def test_trains_once_then_loads_the_same_model(tmp_path, capfd):
-    model, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    model, run = cache.pretrain_once("quick", cache=tmp_path, **SMALL)
     out, err = capfd.readouterr()
     assert out == "" and "pre-training" in err  # a progress bar on stderr, nothing else
-    assert (run / CHECKPOINT).exists() and len(mt.train.read_metrics(run)) == 3
-    again, run_again = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    assert (run / CHECKPOINT).exists() and len(mt.checkpoint.read_metrics(run)) == 3
+    again, run_again = cache.pretrain_once("quick", cache=tmp_path, **SMALL)
     assert capfd.readouterr() == ("", "") and run_again == run  # loading says nothing
     assert not again.training
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(),
@@ -28,51 +28,55 @@ def test_trains_once_then_loads_the_same_model(tmp_path, capfd):
 def test_the_cache_folder_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MAE_RUNS_CACHE", raising=False)
-    assert runs.default_cache() == Path("runs/cache")
+    assert cache.default_cache() == Path("runs/cache")
     monkeypatch.setenv("MAE_RUNS_CACHE", str(tmp_path / "shared"))
-    _, run = runs.pretrain_once("quick", **SMALL)
+    _, run = cache.pretrain_once("quick", **SMALL)
     assert run.parent == tmp_path / "shared" and not (tmp_path / "runs").exists()
 
 
 def test_a_changed_setting_trains_anew_and_replaces_the_stale_run(tmp_path):
-    _, first = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
-    _, second = runs.pretrain_once("quick", cache=tmp_path, **{**SMALL, "max_steps": 2})
-    assert second != first and mt.train.read_metrics(second)[-1]["step"] == 2
+    _, first = cache.pretrain_once("quick", cache=tmp_path, **SMALL)
+    _, second = cache.pretrain_once("quick", cache=tmp_path, **{**SMALL, "max_steps": 2})
+    assert second != first and mt.checkpoint.read_metrics(second)[-1]["step"] == 2
     assert first.exists() and second.exists()  # other settings: both kept
     # where and how a run is shown is not part of its key
     cfg = mt.config.config_from_preset("quick", **SMALL)
     shown = mt.config.config_from_preset("quick", **{**SMALL, "output_dir": "elsewhere",
                                                      "log_every": 3})
-    assert runs.run_key(cfg) == runs.run_key(shown)
-    assert runs.run_key(cfg) != runs.run_key(mt.config.config_from_preset(
+    assert cache.run_key(cfg) == cache.run_key(shown)
+    assert cache.run_key(cfg) != cache.run_key(mt.config.config_from_preset(
         "quick", **{**SMALL, "mask_ratio": 0.5}))
 
 
 def test_a_changed_package_trains_anew_and_removes_the_stale_run(tmp_path, monkeypatch):
     cfg = mt.config.config_from_preset("quick", **SMALL)
-    _, old = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
+    _, old = cache.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
     # another process is training the same settings with yet other code: left alone
     busy = tmp_path / "cache" / f"{old.name.rsplit('-', 1)[0]}-0123456789.partial"
     busy.mkdir()
     fake = tmp_path / "pkg"
     fake.mkdir()
     (fake / "viz.py").write_text("# figures only: no run executes this module\n")
-    before = runs.run_key(cfg)
-    monkeypatch.setattr(runs, "__file__", str(fake / "runs.py"))
-    assert runs.run_key(cfg) != before  # the training modules are gone from this fake
-    (fake / "train.py").write_text("# another version of the training loop\n")
-    after = runs.run_key(cfg)
+    before = cache.run_key(cfg)
+    monkeypatch.setattr(cache, "PACKAGE", fake)
+    assert cache.run_key(cfg) != before  # the training modules are gone from this fake
+    (fake / "train.py").write_text("from .steps import train_step  # another training loop\n")
+    (fake / "steps.py").write_text("def train_step(): ...\n")
+    after = cache.run_key(cfg)
     (fake / "viz.py").write_text("# other figures\n")
-    assert runs.run_key(cfg) == after  # a module runs don't execute is not in the key
+    assert cache.run_key(cfg) == after  # a module the trainer does not import: not in the key
+    (fake / "steps.py").write_text("def train_step(): return 1\n")
+    assert cache.run_key(cfg) != after  # a module it imports, found without a list
+    (fake / "steps.py").write_text("def train_step(): ...\n")
     assert after != before and after.split("-")[0] == before.split("-")[0]  # same settings
-    _, new = runs.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
+    _, new = cache.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
     assert new != old and new.exists() and not old.exists()
     assert not (tmp_path / "cache" / f"{old.name}.lock").exists()
     assert busy.exists()
 
 
 def test_two_processes_asking_at_once_train_once(tmp_path):
-    code = (f"import mae_tutorial as mt; mt.runs.pretrain_once('quick', cache=r'{tmp_path}', "
+    code = (f"import mae_tutorial as mt; mt.lab.pretrain_once('quick', cache=r'{tmp_path}', "
             "synthetic_size=256, batch_size=32, max_steps=3)")
     procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -85,66 +89,66 @@ def test_two_processes_asking_at_once_train_once(tmp_path):
 
 def test_an_interrupted_run_is_continued_not_taken_as_finished(tmp_path):
     cfg = mt.config.config_from_preset("quick", progress=False, **SMALL)
-    key = f"quick-{runs.run_key(cfg)}"
+    key = f"quick-{cache.run_key(cfg)}"
     partial = tmp_path / f"{key}.partial"
     mt.train.train(dataclasses.replace(cfg, output_dir=str(partial), stop_after=2))
-    _, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    _, run = cache.pretrain_once("quick", cache=tmp_path, **SMALL)
     assert run == tmp_path / key and not partial.exists()
-    steps = [m["step"] for m in mt.train.read_metrics(run)]
+    steps = [m["step"] for m in mt.checkpoint.read_metrics(run)]
     assert steps == [1, 2, 3]  # steps 1-2 from the interrupted session, 3 from the resume
 
 
 def test_unknown_preset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown preset"):
-        runs.pretrain_once("medium", cache=tmp_path)
+        cache.pretrain_once("medium", cache=tmp_path)
 
 
 def test_the_book_model_is_the_quick_preset_on_every_device(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(runs, "pretrain_once", lambda preset, **kw: seen.append((preset, kw)))
-    runs.book_model()
-    runs.book_model(mask_ratio=0.5)
+    monkeypatch.setattr(cache, "pretrain_once", lambda preset, **kw: seen.append((preset, kw)))
+    cache.book_model()
+    cache.book_model(mask_ratio=0.5)
     assert seen == [("quick", {}), ("quick", {"mask_ratio": 0.5})]
 
 
 def test_a_fine_tuning_is_computed_once_per_settings_and_data(tmp_path, monkeypatch, capfd):
-    model, run = runs.pretrain_once("quick", cache=tmp_path, **SMALL)
+    model, run = cache.pretrain_once("quick", cache=tmp_path, **SMALL)
     data = mt.data.load_dataset("synthetic", synthetic_size=128)
     test = mt.data.load_dataset("synthetic", synthetic_size=64, seed=5)
     calls = []
-    real = runs.finetune
+    real = cache.finetune
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runs, "finetune", counting)
-    first = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
+    monkeypatch.setattr(cache, "finetune", counting)
+    first = cache.finetune_once(run, data, test, model, epochs=1, batch_size=32)
     capfd.readouterr()
-    again = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32)
+    again = cache.finetune_once(run, data, test, model, epochs=1, batch_size=32)
     assert again == first and len(calls) == 1 and capfd.readouterr().out == ""
-    explicit = runs.finetune_once(run, data, test, model, epochs=1, batch_size=32,
+    explicit = cache.finetune_once(run, data, test, model, epochs=1, batch_size=32,
                                   pretrained=True, seed=0)  # the defaults, passed
     assert explicit == first and len(calls) == 1
     assert 0 <= first["accuracy"] <= 100 and first["steps"] == 4
-    runs.finetune_once(run, data, test, model, epochs=1, batch_size=64)  # other settings
+    cache.finetune_once(run, data, test, model, epochs=1, batch_size=64)  # other settings
     other = mt.data.load_dataset("synthetic", synthetic_size=128, seed=3)
-    runs.finetune_once(run, other, test, model, epochs=1, batch_size=32)  # other data
+    cache.finetune_once(run, other, test, model, epochs=1, batch_size=32)  # other data
     assert len(calls) == 3 and len(list(run.glob("finetune-*.json"))) == 3
     assert not list(run.glob("*.tmp"))
 
 
 def test_measurements_ship_with_the_package():
-    assert "NVIDIA H200" in runs.read_result("gpu_check_h200.log")
+    assert "NVIDIA H200" in mt.lab.read_result("gpu_check_h200.log")
     with pytest.raises(FileNotFoundError, match="ships.*ablations.json"):
-        runs.read_result("no_such_file.json")
+        mt.lab.read_result("no_such_file.json")
 
 
 def test_the_installed_package_carries_its_measurements(tmp_path):
     """A wheel (what pip installs on Colab) holds the results files chapters read."""
     import zipfile
 
-    root = Path(runs.__file__).resolve().parents[1]
+    root = Path(mt.__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(tmp_path), str(root)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("mae_tutorial-*.whl"))
@@ -155,11 +159,10 @@ def test_the_installed_package_carries_its_measurements(tmp_path):
 
 def test_the_shipped_cpu_figures_are_the_benchmark_readmes():
     """cpu_speed.json (what chapter 9 reads) holds the figures benchmarks/README.md reports."""
-    import json
     import re
 
-    cpu = json.loads(runs.read_result("cpu_speed.json"))
-    readme = " ".join((Path(runs.__file__).resolve().parents[1] / "benchmarks" / "README.md")
+    cpu = mt.lab.read_json("cpu_speed.json")
+    readme = " ".join((Path(mt.__file__).resolve().parents[1] / "benchmarks" / "README.md")
                       .read_text().split())
     for row in cpu["training_step"]:
         assert row["command"].split("python ")[1].split()[0] in readme, row
@@ -179,10 +182,9 @@ def test_the_shipped_cpu_figures_are_the_benchmark_readmes():
 def test_the_shipped_ablations_are_the_benchmark_readmes():
     """ablations.json (what chapter 7 and the ablations appendix read) holds the table that
     benchmarks/README.md shows, row by row, and the fine-tuning seeds it quotes."""
-    import json
 
-    sweep = json.loads(runs.read_result("ablations.json"))
-    readme = (Path(runs.__file__).resolve().parents[1] / "benchmarks" / "README.md").read_text()
+    sweep = mt.lab.read_json("ablations.json")
+    readme = (Path(mt.__file__).resolve().parents[1] / "benchmarks" / "README.md").read_text()
     lines = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
              if line.startswith("| `")}
     for name, row in sweep["rows"].items():
@@ -208,3 +210,36 @@ def test_exact_fp32_turns_tf32_off_inside_and_restores_it():
         assert torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_the_shipped_gpu_figures_are_their_logs():
+    """Chapter 9 reads gpu_check_h200.json and gpu_throughput_h200.json: each holds exactly the
+    figures of the log beside it, as benchmarks/gpu_log.py reads them."""
+    import importlib.util
+
+    script = Path(mt.__file__).resolve().parents[1] / "benchmarks" / "gpu_log.py"
+    spec = importlib.util.spec_from_file_location("gpu_log", script)
+    gpu_log = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_log)
+    for name in ("gpu_check_h200", "gpu_throughput_h200"):
+        shipped = mt.lab.read_json(f"{name}.json")
+        assert shipped == gpu_log.read_log(mt.lab.read_result(f"{name}.log")), name
+        assert shipped["device"] == "NVIDIA H200" and len(shipped["throughput"]) >= 8
+    check = mt.lab.read_json("gpu_check_h200.json")
+    first = check["throughput"][0]
+    assert (first["model"], first["batch"], first["amp"], first["images_per_s"]) == (
+        "vit_mini_patch4", 64, "bf16", 4216.0)  # the log's first row, "| ... | 4,216 | ..."
+    assert check["matmul_tflops"] == 791.5 and len(check["checks"]) == 11
+
+
+def test_the_timed_step_is_the_trainers_step(tmp_path):
+    """lab.speed times `train.train_step` itself: its first steps give the losses a run of the
+    same settings logs."""
+    cfg = mt.config.config_from_preset("quick", **{**SMALL, "log_every": 1,
+                                                   "output_dir": str(tmp_path / "run")})
+    mt.train.train(cfg)
+    logged = [m["loss"] for m in mt.checkpoint.read_metrics(tmp_path / "run")]
+    run, step = mt.lab.speed.training_step(cfg)
+    assert run.model.training and [step().item() for _ in range(3)] == logged
+    rates = mt.lab.speed.images_per_second({"a": cfg, "b": cfg}, steps=1, rounds=1)
+    assert set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())

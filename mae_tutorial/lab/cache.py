@@ -1,17 +1,19 @@
-"""Pre-train once, use many times: the cached pre-training run that chapters share, and the
-measurements the project ships with the package.
+"""Pre-train once, use many times: the cached pre-training runs and fine-tunings that chapters
+and benchmarks share.
 
 Chapters 5 to 9 look at the same quick MAE from different sides (its loss, its training, its
 features). Each calls `book_model()`: the first call trains it, as
 `python -m mae_tutorial.train --preset quick` would, and later calls load it. The cache key
-hashes the run's settings, the source of the modules a run executes, torch's version and the
-mixed-precision dtype this machine resolves, so a change to any of them trains anew (and the
-older finished run of the same settings is removed). Loading prints nothing and training shows
-only a progress bar on stderr, so a chapter's page looks the same whichever happened.
+hashes the run's settings, the source of every package module the trainer imports (found by
+reading the imports, so a new module on the training path is never missed), torch's version
+and the mixed-precision dtype this machine resolves, so a change to any of them trains anew (and
+the older finished run of the same settings is removed). Loading prints nothing and training
+shows only a progress bar on stderr, so a chapter's page looks the same whichever happened.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import hashlib
@@ -26,41 +28,57 @@ from typing import Any
 
 import torch
 
-from .checkpoint import mae_from_checkpoint
-from .config import SESSION_FIELDS, TrainConfig, config_from_preset
-from .data import ImageSet
-from .evaluate import finetune
-from .mae import MaskedAutoencoderViT
-from .optim import autocast_dtype
-from .runtime import pick_device
-from .train import CHECKPOINT, train
+from ..checkpoint import CHECKPOINT, mae_from_checkpoint
+from ..config import SESSION_FIELDS, TrainConfig, config_from_preset
+from ..data import ImageSet
+from ..evaluate import finetune
+from ..mae import MaskedAutoencoderViT
+from ..optim import autocast_dtype
+from ..runtime import pick_device
+from ..train import train
+
+PACKAGE = Path(__file__).resolve().parents[1]  # mae_tutorial/
 
 
-def run_key(cfg: TrainConfig) -> str:
+def imported_modules(module: str, package: Path | None = None) -> list[str]:
+    """`module` and every module of the package it imports, directly or through another
+    (read from the source files' import statements, including those inside functions), e.g.
+    `imported_modules("train")`. Chapter 6."""
+    package = PACKAGE if package is None else package
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        source = package / f"{name}.py"
+        if name in seen or not source.is_file():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y
+                todo += [node.module.split(".")[0]] if node.module else [
+                    alias.name for alias in node.names]  # from . import x
+    return sorted(seen)
+
+
+def _source_digest(module: str, package: Path | None = None) -> Any:
+    """A running hash of the source of `module` and of every package module it imports."""
+    package = PACKAGE if package is None else package
+    digest = hashlib.sha256()
+    for name in imported_modules(module, package):
+        digest.update(f"{name}.py".encode() + (package / f"{name}.py").read_bytes())
+    return digest
+
+
+def run_key(cfg: TrainConfig, package: Path | None = None) -> str:
     """A short hash of everything a run's result depends on, as '<settings>-<code>': its
-    settings (but not where or how it is shown), then the package's code, torch's version
-    and the resolved mixed precision. Chapter 6."""
+    settings (but not where or how it is shown), then the code the trainer runs, torch's
+    version and the resolved mixed precision. Chapter 6."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SESSION_FIELDS}
-    digest = _source_digest(TRAINING_MODULES)
+    digest = _source_digest("train", package)
     amp = autocast_dtype(pick_device(cfg.device), cfg.amp)
     digest.update(f"{torch.__version__} {amp}".encode())
     setting_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     return f"{setting_key[:10]}-{digest.hexdigest()[:10]}"
-
-
-# The modules a pre-training run executes: a change to any of them trains the cached models
-# anew (a change to the figures, say, does not).
-TRAINING_MODULES = ("augment", "batches", "checkpoint", "config", "data", "mae", "masking",
-                    "optim", "patches", "pos_embed", "runtime", "train", "vit")
-
-
-def _source_digest(modules: tuple[str, ...] | None = None) -> Any:
-    """A running hash of the package's source files (`modules`, or all of them)."""
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        if modules is None or source.stem in modules:
-            digest.update(source.name.encode() + source.read_bytes())
-    return digest
 
 
 def default_cache() -> Path:
@@ -124,7 +142,7 @@ def _train_into(cfg: TrainConfig, cache: Path, key: str) -> None:
 
 
 def book_model(**overrides: Any) -> tuple[MaskedAutoencoderViT, Path]:
-    """The MAE the chapters share (landing page, chapters 5-9): the `quick` training preset,
+    """The MAE the chapters share (chapters 5-9 and the landing page): the `quick` training preset,
     the same on every machine (a GPU only trains it faster), with `overrides` for the
     variants chapters compare (e.g. `norm_pix_loss=False`); see `pretrain_once`."""
     return pretrain_once("quick", **overrides)
@@ -140,13 +158,14 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     stderr) and kept in that folder as JSON, keyed by the settings and the data; later calls
     read it. Chapters 7 and 9.
 
-    The key hashes the package's whole source too, so new code means a new fine-tuning."""
+    The key hashes the source of `evaluate` and of what it imports too, so new fine-tuning
+    code means a new fine-tuning (new figure code does not)."""
     call = _FINETUNE_SIGNATURE.bind(data_train, data_test, mae, **kwargs)
     call.apply_defaults()  # a default passed explicitly or left out is the same setting
     settings = json.dumps({k: str(v) for k, v in sorted(call.arguments.items())
                            if k not in ("data_train", "data_test", "mae", "device",
                                         "progress")})
-    digest = _source_digest()  # all of the package: fine-tuning runs evaluate's code too
+    digest = _source_digest("evaluate")
     digest.update(settings.encode())
     for data in (data_train, data_test):
         digest.update(data.images.numpy().tobytes() + data.labels.numpy().tobytes())
@@ -158,15 +177,3 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     return result
-
-
-def read_result(name: str) -> str:
-    """The text of a measurement the project ships with the package, in `mae_tutorial/results/`
-    (benchmark logs and results files, e.g. "ablations.json"), so chapters read them offline and
-    on Colab alike. The benchmarks write them there. Chapter 9 and the appendices."""
-    path = Path(__file__).parent / "results" / name
-    if not path.is_file():
-        known = sorted(p.name for p in path.parent.glob("*") if p.is_file())
-        raise FileNotFoundError(f"no measurement {name!r} in {path.parent}; the package ships "
-                                f"{known}")
-    return path.read_text()

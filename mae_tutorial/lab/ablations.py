@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import paper
-from .config import config_from_preset, model_kwargs
-from .data import ImageSet, load_dataset
-from .evaluate import SHORT_FINETUNE, frozen_feature_report
-from .mae import MaskedAutoencoderViT
-from .runs import book_model, finetune_once
-from .train import read_metrics
+from .. import paper
+from ..checkpoint import read_metrics
+from ..config import config_from_preset, model_kwargs
+from ..data import ImageSet, evaluation_split
+from ..evaluate import SHORT_FINETUNE, frozen_feature_report
+from ..mae import MaskedAutoencoderViT
+from .cache import book_model, finetune_once
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,6 @@ ABLATIONS: dict[str, Ablation] = {
 }
 
 
-def evaluation_data() -> tuple[ImageSet, ImageSet]:
-    """The labelled images every variant is judged on (as chapter 7): 5,000 training images
-    of `synthetic` (seed 1, not the pre-training set) and the first 2,000 test images."""
-    train = load_dataset("synthetic", synthetic_size=5000, seed=1)
-    test = load_dataset("synthetic", train=False)
-    test.images, test.labels = test.images[:2000], test.labels[:2000]
-    return train, test
-
-
 def pretraining_flops(overrides: dict[str, Any], batch: int = 8) -> float:
     """Floating-point operations of one pre-training forward + backward, per image, for the
     quick MAE with `overrides` (the paper's "FLOPs" column of Table 1c). The ablations
@@ -106,12 +97,13 @@ def run_ablation(name: str, data: tuple[ImageSet, ImageSet] | None = None,
                  finetune: bool = True) -> dict[str, Any]:
     """Pre-train the variant `name` once (`book_model`, cached) and measure it: k-NN and linear
     probe on frozen mean-pooled features, fine-tuning (cached, `finetune_once`), pre-training
-    FLOPs per image and the seconds of its steps (from its metrics). The ablations appendix."""
+    FLOPs per image and the seconds of its steps (from its metrics). Chapter 7 and the
+    ablations appendix."""
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; choose one of {list(ABLATIONS)}")
     overrides = ABLATIONS[name].overrides
     model, run = book_model(**overrides)
-    train, test = data or evaluation_data()
+    train, test = data or evaluation_split()
     report = frozen_feature_report(model, train, test, pool="mean")
     row: dict[str, Any] = {"knn": report["knn"], "linear_probe": report["linear_probe"],
                            "flops_per_image": pretraining_flops(overrides)}
