@@ -83,7 +83,8 @@ def make_run(model: str, batch: int, amp: str, steps: int, undo: str | None):
     if undo == "unfused-adamw":  # PyTorch's default on a CPU: one parameter at a time
         run.optimizer = torch.optim.AdamW(mt.optim.param_groups(run.model, cfg.weight_decay),
                                           lr=0.0, betas=(cfg.beta1, cfg.beta2))
-    return run, step_batches(cfg, run.data, run.device, 0, steps, run.rank, run.world)
+    return run, step_batches(cfg, run.data, run.device, stop=steps, rank=run.rank,
+                             world=run.world)
 
 
 @contextlib.contextmanager

@@ -65,10 +65,12 @@ class StepBatchSampler(torch.utils.data.Sampler):
                    for j in range(first, first + local)]
 
 
-def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: int, stop: int,
-             rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(images, masking noise) for this process, micro-step by micro-step from `start`.
-    Chapter 6."""
+def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: int = 0,
+                 stop: int | None = None, *, rank: int = 0, world: int = 1
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, masking noise) of micro-steps `start` to `stop` (default: one epoch of
+    `data`), for process `rank` of `world` (its share of each global batch). Chapter 6."""
+    stop = start + len(data) // cfg.batch_size if stop is None else stop
     local = cfg.batch_size // world
     share = slice(rank * local, (rank + 1) * local)
     size = MODEL_PRESETS[cfg.model]["img_size"]

@@ -5,6 +5,7 @@ and the mixed-precision dtype for the hardware at hand."""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
@@ -66,7 +67,14 @@ def adamw(groups: list[dict[str, Any]], betas: tuple[float, float],
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). Without
     it, a bf16 matrix product is emulated and can be ~100x slower than fp32 (measured on an
-    AVX2-only machine; benchmarks/README.md). Chapter 6."""
+    AVX2-only machine; benchmarks/README.md). `MAE_TUTORIAL_CPU_BF16=0` in the environment
+    says no on any CPU (to run as an AVX2-only machine does), `=1` says yes. Chapter 6."""
+    forced = os.environ.get("MAE_TUTORIAL_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced is not None:
+        raise ValueError(f"MAE_TUTORIAL_CPU_BF16 must be 0 or 1, not {forced!r}; unset it to "
+                         "let the CPU's features decide")
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 

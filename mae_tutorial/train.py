@@ -244,7 +244,7 @@ def _train(cfg: TrainConfig, resume: bool, state: dict[str, Any] | None) -> dict
             f"{run.peak_lr:.2e}, {run.warmup} warm-up steps, mixed precision: "
             f"{run.amp_dtype or 'off (fp32)'}")
     batches = step_batches(cfg, run.data, run.device, run.start_step * cfg.accum_steps,
-                           end * cfg.accum_steps, run.rank, run.world)
+                           end * cfg.accum_steps, rank=run.rank, world=run.world)
     from tqdm import tqdm  # a text bar on stderr, also in notebooks (the pages leave stderr out)
 
     bar = tqdm(total=run.total, initial=run.start_step, disable=not (run.is_main and cfg.progress),

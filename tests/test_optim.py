@@ -53,3 +53,21 @@ def test_auto_precision_asks_the_one_rule(monkeypatch, native):
     monkeypatch.setattr(optim, "gpu_has_native_bf16", rule)
     assert optim.autocast_dtype(CUDA, "auto") == (torch.bfloat16 if native else torch.float16)
     assert asked == [CUDA]
+
+
+def test_the_environment_can_say_whether_the_cpu_has_bf16(monkeypatch):
+    """MAE_TUTORIAL_CPU_BF16=0 runs a bf16 machine as an AVX2-only one runs (fp32), for
+    measuring what such a machine would take; =1 the other way."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv("MAE_TUTORIAL_CPU_BF16", "0")
+    assert not optim.cpu_has_native_bf16()
+    assert optim.autocast_dtype(torch.device("cpu"), "auto") is None  # fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setenv("MAE_TUTORIAL_CPU_BF16", "1")
+    assert optim.cpu_has_native_bf16()
+    monkeypatch.setenv("MAE_TUTORIAL_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        optim.cpu_has_native_bf16()
+    monkeypatch.delenv("MAE_TUTORIAL_CPU_BF16")
+    assert not optim.cpu_has_native_bf16()  # the (faked) CPU decides again

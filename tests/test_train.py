@@ -353,7 +353,7 @@ def test_ablation_maskings_remove_the_patches_they_promise(tmp_path, masking):
 
     c = cfg(tmp_path, masking=masking, max_steps=2)
     data = mt.data.load_dataset("synthetic", synthetic_size=256)
-    imgs, noise = next(step_batches(c, data, torch.device("cpu"), 0, 1, 0, 1))
+    imgs, noise = next(step_batches(c, data, torch.device("cpu"), stop=1))
     _, mask, _ = mt.random_masking(torch.zeros(32, 64, 1), 0.75, noise)
     grid = mask.view(32, 8, 8)
     assert (mask.sum(1) == 48).all()
@@ -408,3 +408,16 @@ def test_encoder_mask_token_ablation_trains_under_torchrun(tmp_path):
     assert [r["step"] for r in read_metrics(out) if "loss" in r] == [1, 2, 3]
     state = read_training_checkpoint(out / CHECKPOINT)
     assert state["step"] == 3 and state["model_config"]["encoder_mask_token"] is True
+
+
+def test_step_batches_default_to_one_epoch_and_split_the_batch_by_rank(tmp_path):
+    from mae_tutorial.batches import step_batches
+
+    c = cfg(tmp_path)  # batch 32
+    data = mt.data.load_dataset("synthetic", synthetic_size=256)
+    cpu = torch.device("cpu")
+    whole = list(step_batches(c, data, cpu))
+    assert len(whole) == 256 // 32 and whole[0][0].shape[0] == 32
+    halves = [next(step_batches(c, data, cpu, stop=1, rank=r, world=2)) for r in (0, 1)]
+    assert torch.equal(torch.cat([h[0] for h in halves]), whole[0][0])  # images
+    assert torch.equal(torch.cat([h[1] for h in halves]), whole[0][1])  # masking noise

@@ -100,7 +100,8 @@ def run_notebook(python: Path, notebook: Path, workdir: Path, wheel: Path, cache
            "MAE_RUNS_CACHE": str(cache), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
            "MPLCONFIGDIR": str(python.parents[1] / "matplotlib")}  # a font cache, as on Colab
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TMPDIR", "ATEN_CPU_CAPABILITY",
-                 "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):  # how to run, not what
+                 "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",  # how to run, not what
+                 "MAE_TUTORIAL_CPU_BF16"):
         if name in os.environ:
             env[name] = os.environ[name]
     done = subprocess.run([str(python), str(HERE / "execute.py"), str(copy), "--timeout",

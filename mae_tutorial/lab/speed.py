@@ -28,7 +28,7 @@ def training_step(cfg: TrainConfig) -> tuple[Run, Callable[[], torch.Tensor]]:
     with contextlib.redirect_stdout(io.StringIO()):  # setup's messages
         run = setup(cfg)
     run.model.train()
-    batches = step_batches(cfg, run.data, run.device, 0, run.total * cfg.accum_steps, 0, 1)
+    batches = step_batches(cfg, run.data, run.device, stop=run.total * cfg.accum_steps)
     steps = itertools.count()
     return run, lambda: train_step(run, next(steps) % run.total, batches)[0]
 
