@@ -120,7 +120,6 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, mask_ratio: flo
     }
 
 
-@torch.no_grad()
 # ---------------------------------------------------------------------------------------------
 # Frozen features
 

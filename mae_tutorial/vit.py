@@ -229,6 +229,7 @@ class VisionTransformer(ViTEncoder):
         return self.head(self.forward_features(imgs))  # (N, num_classes) logits
 
 
+@torch.no_grad()
 def cls_attention_maps(model: ViTEncoder, imgs: torch.Tensor) -> torch.Tensor:
     """How much the cls token attends to each patch in the last block, per head:
     (N, heads, grid rows, grid cols). Rows of the attention matrix sum to 1 over cls + patches.

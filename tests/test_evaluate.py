@@ -103,7 +103,7 @@ def test_cls_attention_maps_are_the_last_blocks_attention():
     model = tiny()
     imgs = torch.randn(2, 3, 32, 32)
     maps = mt.vit.cls_attention_maps(model, imgs)
-    assert maps.shape == (2, 4, 4, 4)
+    assert maps.shape == (2, 4, 4, 4) and not maps.requires_grad  # ready to draw
     seen = {}
     last = model.blocks[-1]
     last.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
