@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -125,117 +126,46 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+@dataclasses.dataclass
+class Machine:
+    """What every check needs: the command line, the device, a scratch folder, bf16 or not."""
+
+    args: argparse.Namespace
+    device: torch.device
+    work: Path
+    bf16: bool  # bf16 runs everywhere but is emulated, slowly, on GPUs before Ampere (a T4)
+
+
 def run_checks(args: argparse.Namespace) -> int:
     device = mt.pick_device(args.device)
-    small = args.small
-    args.preset = "vit_mini_patch4" if small else "vit_tiny_patch4"
-    args.batch, args.steps = (32, 4) if small else (256, 60)
-    args.images = 512 if small else 20_000
-    work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    args.preset = "vit_mini_patch4" if args.small else "vit_tiny_patch4"
+    args.batch, args.steps = (32, 4) if args.small else (256, 60)
+    args.images = 512 if args.small else 20_000
+    m = Machine(args, device, Path(tempfile.mkdtemp(prefix="gpu_check_")),
+                device.type != "cuda" or mt.optim.gpu_has_native_bf16(device))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {device} ({name}), torch {torch.__version__}, preset {args.preset}, "
           f"batch {args.batch}, {args.steps} steps per run, dataset synthetic")
-
-    # bf16 runs everywhere but is emulated, slowly, on GPUs before Ampere (e.g. a T4)
-    bf16 = device.type != "cuda" or mt.optim.gpu_has_native_bf16(device)
     if args.throughput_only:
-        print(throughput_table(args, device, work, bf16))
+        print(throughput_table(args, device, m.work, m.bf16))
         return 0
-
-    def train_row(tag: str, **kw) -> str:
-        out = work / tag
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        summary = quiet(tr.train, config(args, out, **kw))
-        assert summary["finished"] and summary["loss"] == summary["loss"], summary
-        return (f"loss {summary['loss']:.3f}, {images_per_s(out):.0f} images/s, "
-                f"{peak_memory_mb(device)}")
-
     for amp in ("bf16", "fp16", "off"):
-        if amp == "bf16" and not bf16:
+        if amp == "bf16" and not m.bf16:
             ROWS.append(("train amp=bf16", "skipped",
                          "this GPU has no native bf16 (compute capability < 8.0)"))
             continue
-        check(f"train amp={amp}")(train_row)(f"amp_{amp}", amp=amp)
+        check(f"train amp={amp}")(train_row)(m, f"amp_{amp}", amp=amp)
     if not args.skip_compile:
-        check("train --compile")(train_row)("compiled", compile=True)
-    check("train pipeline=loader (DataLoader)")(train_row)("loader", pipeline="loader")
-
-    @check("checkpoint -> resume == uninterrupted")
-    def resume_equal() -> str:
-        whole, parts = work / "whole", work / "parts"
-        steps = 2 * args.steps
-        quiet(tr.train, config(args, whole, max_steps=steps, checkpoint_every=args.steps))
-        quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps,
-                               stop_after=args.steps))
-        quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps),
-              resume=True)
-        a = mt.checkpoint.read_training_checkpoint(whole / mt.checkpoint.CHECKPOINT)["model"]
-        b = mt.checkpoint.read_training_checkpoint(parts / mt.checkpoint.CHECKPOINT)["model"]
-        worst = max((a[k] - b[k]).abs().max().item() for k in a)
-        tolerance = 0.0 if device.type == "cpu" else 1e-3  # GPU kernels may reorder sums
-        assert worst <= tolerance, f"max |difference| {worst:.2e} > {tolerance}"
-        return f"max |weight difference| {worst:.1e} (tolerance {tolerance})"
-
-    resume_equal()
-
-    @check("bf16 checkpoint resumed with fp16")
-    def bf16_then_fp16() -> str:
-        out = work / "switch"
-        steps = 2 * args.steps
-        quiet(tr.train, config(args, out, max_steps=steps, amp="bf16" if bf16 else "off",
-                               stop_after=args.steps))
-        summary = quiet(tr.train, config(args, out, max_steps=steps, amp="fp16"), resume=True)
-        assert summary["finished"] and summary["loss"] == summary["loss"]
-        return f"loss {summary['loss']:.3f} after the switch"
-
-    bf16_then_fp16()
-
-    @check("torchrun --nproc_per_node=1")
-    def torchrun() -> str:
-        out = work / "torchrun"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=1", "-m", "mae_tutorial.train", "--model", args.preset,
-               "--synthetic-size", str(args.images), "--batch-size", str(args.batch),
-               "--max-steps", str(args.steps), "--no-progress", "--device", args.device,
-               "--output-dir", str(out)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert done.returncode == 0, done.stderr[-800:]
-        assert "x 1 processes" in done.stdout, done.stdout[-400:]
-        backend = "NCCL" if device.type == "cuda" else "gloo"
-        return f"{backend} process group, DDP, {images_per_s(out):.0f} images/s"
-
-    torchrun()
-
-    @check("evaluation: k-NN, fine-tuning")
-    def evaluation() -> str:
-        model = mt.mae_from_checkpoint(work / "amp_off" / mt.checkpoint.CHECKPOINT).to(device)
-        data = mt.data.load_dataset("synthetic", synthetic_size=args.images)
-        test = mt.data.load_dataset("synthetic", train=False)
-        test = mt.data.ImageSet(test.name, test.images[:500], test.labels[:500], test.classes,
-                                test.mean, test.std)
-        report = mt.evaluate.frozen_feature_report(model, data, test, probe_epochs=2)
-        tuned = mt.evaluate.finetune(data, test, model, epochs=1, batch_size=args.batch,
-                                     device=device)
-        return (f"k-NN {report['knn']:.1f}%, probe {report['linear_probe']:.1f}%, fine-tuned "
-                f"{tuned['accuracy']:.1f}% after {tuned['steps']} steps")
-
-    evaluation()
-
-    @check("speed against Hugging Face, and MFU")
-    def against_hf() -> str:
-        return speed_and_mfu("vit_mini_patch4" if small else "vit_base_patch16", device,
-                             8 if small else 64, 3 if small else 10)
-
-    against_hf()
-
-    @check("throughput table (chapter 9)")
-    def throughput() -> str:
-        return throughput_table(args, device, work, bf16)
-
-    throughput()
-
+        check("train --compile")(train_row)(m, "compiled", compile=True)
+    check("train pipeline=loader (DataLoader)")(train_row)(m, "loader", pipeline="loader")
+    check("checkpoint -> resume == uninterrupted")(resume_equal)(m)
+    check("bf16 checkpoint resumed with fp16")(bf16_then_fp16)(m)
+    check("torchrun --nproc_per_node=1")(torchrun)(m)
+    check("evaluation: k-NN, fine-tuning")(evaluation)(m)
+    check("speed against Hugging Face, and MFU")(speed_and_mfu)(
+        "vit_mini_patch4" if args.small else "vit_base_patch16", device,
+        8 if args.small else 64, 3 if args.small else 10)
+    check("throughput table (chapter 9)")(throughput_table)(args, device, m.work, m.bf16)
     width = max(len(r[0]) for r in ROWS)
     print(f"\n{'check':<{width}}  result   detail")
     for name_, result, detail in ROWS:
@@ -243,6 +173,68 @@ def run_checks(args: argparse.Namespace) -> int:
     failed = [r for r in ROWS if r[1] == "FAILED"]
     print(f"\n{len(ROWS) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def train_row(m: Machine, tag: str, **kw) -> str:
+    out = m.work / tag
+    if m.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(m.device)
+    summary = quiet(tr.train, config(m.args, out, **kw))
+    assert summary["finished"] and summary["loss"] == summary["loss"], summary
+    return (f"loss {summary['loss']:.3f}, {images_per_s(out):.0f} images/s, "
+            f"{peak_memory_mb(m.device)}")
+
+
+def resume_equal(m: Machine) -> str:
+    args, whole, parts = m.args, m.work / "whole", m.work / "parts"
+    steps = 2 * args.steps
+    quiet(tr.train, config(args, whole, max_steps=steps, checkpoint_every=args.steps))
+    quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps,
+                           stop_after=args.steps))
+    quiet(tr.train, config(args, parts, max_steps=steps, checkpoint_every=args.steps),
+          resume=True)
+    a = mt.checkpoint.read_training_checkpoint(whole / mt.checkpoint.CHECKPOINT)["model"]
+    b = mt.checkpoint.read_training_checkpoint(parts / mt.checkpoint.CHECKPOINT)["model"]
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    tolerance = 0.0 if m.device.type == "cpu" else 1e-3  # GPU kernels may reorder sums
+    assert worst <= tolerance, f"max |difference| {worst:.2e} > {tolerance}"
+    return f"max |weight difference| {worst:.1e} (tolerance {tolerance})"
+
+
+def bf16_then_fp16(m: Machine) -> str:
+    out, steps = m.work / "switch", 2 * m.args.steps
+    quiet(tr.train, config(m.args, out, max_steps=steps, amp="bf16" if m.bf16 else "off",
+                           stop_after=m.args.steps))
+    summary = quiet(tr.train, config(m.args, out, max_steps=steps, amp="fp16"), resume=True)
+    assert summary["finished"] and summary["loss"] == summary["loss"]
+    return f"loss {summary['loss']:.3f} after the switch"
+
+
+def torchrun(m: Machine) -> str:
+    args, out = m.args, m.work / "torchrun"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node=1", "-m", "mae_tutorial.train", "--model", args.preset,
+           "--synthetic-size", str(args.images), "--batch-size", str(args.batch),
+           "--max-steps", str(args.steps), "--no-progress", "--device", args.device,
+           "--output-dir", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-800:]
+    assert "x 1 processes" in done.stdout, done.stdout[-400:]
+    backend = "NCCL" if m.device.type == "cuda" else "gloo"
+    return f"{backend} process group, DDP, {images_per_s(out):.0f} images/s"
+
+
+def evaluation(m: Machine) -> str:
+    source = m.work / "amp_off" / mt.checkpoint.CHECKPOINT
+    model = mt.mae_from_checkpoint(source).to(m.device)
+    data = mt.data.load_dataset("synthetic", synthetic_size=m.args.images)
+    test = mt.data.load_dataset("synthetic", train=False).first(500)
+    report = mt.evaluate.frozen_feature_report(model, data, test, probe_epochs=2)
+    tuned = mt.evaluate.finetune(data, test, model, epochs=1, batch_size=m.args.batch,
+                                 device=m.device)
+    return (f"k-NN {report['knn']:.1f}%, probe {report['linear_probe']:.1f}%, fine-tuned "
+            f"{tuned['accuracy']:.1f}% after {tuned['steps']} steps")
 
 
 def throughput_table(args, device: torch.device, work: Path, bf16: bool) -> str:

@@ -170,7 +170,8 @@ def test_both_pipelines_give_the_same_kind_of_batch():
 
 
 def test_demo_photos_are_real_photographs():
-    from mae_tutorial.data import IMAGENET_MEAN, IMAGENET_STD, PHOTOS, demo_photos, denormalize
+    from mae_tutorial.data import IMAGENET_MEAN, IMAGENET_STD, denormalize
+    from mae_tutorial.photos import PHOTOS, demo_photos
 
     imgs, names = demo_photos(224)
     assert imgs.shape == (len(PHOTOS), 3, 224, 224) and names == PHOTOS
@@ -180,12 +181,12 @@ def test_demo_photos_are_real_photographs():
     assert (pixels[..., 1:] - pixels[..., :-1]).abs().mean() > 0.01
     assert pixels.std(dim=(0, 2, 3)).min() > 0.1
     with pytest.raises(ValueError, match="unknown photo"):
-        from mae_tutorial.data import load_photo
+        from mae_tutorial.photos import load_photo
         load_photo("mona lisa")
 
 
 def test_photo_crops_shapes_determinism_and_split():
-    from mae_tutorial.data import PHOTO_HELD_OUT, PHOTO_TEST_SIZE, PHOTOS, make_photo_crops
+    from mae_tutorial.photos import PHOTO_HELD_OUT, PHOTO_TEST_SIZE, PHOTOS, make_photo_crops
 
     imgs, labels = make_photo_crops(300, seed=0)
     assert imgs.shape == (300, 3, 32, 32) and imgs.dtype == torch.uint8
@@ -209,7 +210,7 @@ def test_photo_crops_shapes_determinism_and_split():
 
 
 def test_photo_crops_are_varied_and_match_their_statistics():
-    from mae_tutorial.data import make_photo_crops
+    from mae_tutorial.photos import make_photo_crops
 
     imgs, _ = make_photo_crops(5000, seed=0)
     x = imgs.float() / 255

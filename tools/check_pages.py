@@ -349,6 +349,25 @@ def check_page(page, url: str, rel: str, notebook: dict | None,
     report.links = facts["links"]
     problems = report.problems
     problems += [f"browser console: {line}" for line in console]
+    problems += text_problems(facts)
+    if notebook is not None:
+        expected, blank = expected_figures(notebook)
+        report.expected_figures = expected
+        problems += blank
+        if report.figures != expected:
+            problems.append(f"{report.figures} figures on the page, {expected} in the executed "
+                            "notebook")
+        if expected == 0:
+            problems.append("a chapter without a single figure (figures lost at execution?)")
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+    return report
+
+
+def text_problems(facts: dict) -> list[str]:
+    """What is wrong in a page's text, outputs and scripts, from `_PAGE_FACTS`."""
+    problems = []
     for text in facts["outputTexts"]:
         for line in text.splitlines():
             for pattern in ERROR_TEXT + STRAY_REPRS:
@@ -372,19 +391,7 @@ def check_page(page, url: str, rel: str, notebook: dict | None,
         if script in seen:
             problems.append(f"script included twice: {script[:80]!r}")
         seen.add(script)
-    if notebook is not None:
-        expected, blank = expected_figures(notebook)
-        report.expected_figures = expected
-        problems += blank
-        if report.figures != expected:
-            problems.append(f"{report.figures} figures on the page, {expected} in the executed "
-                            "notebook")
-        if expected == 0:
-            problems.append("a chapter without a single figure (figures lost at execution?)")
-    if screenshot is not None:
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
-    return report
+    return problems
 
 
 def _check_widget_interaction(page, report: PageReport) -> None:
