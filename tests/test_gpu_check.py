@@ -47,6 +47,7 @@ def test_bf16_rows_only_on_gpus_with_native_bf16(tmp_path, monkeypatch, capabili
     run in fp16 only. Checked with a faked GPU: the throughput table is told what it may use."""
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look it up
     spec.loader.exec_module(gpu_check)
     told = []
     monkeypatch.setattr(gpu_check.mt, "pick_device", lambda name: torch.device("cuda", 0))

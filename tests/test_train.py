@@ -315,7 +315,7 @@ def test_tf32_on_nvidia_gpus_only_and_only_while_training(monkeypatch, tmp_path)
         # a run (here, as if on a GPU) leaves the settings it found
         seen = []
         monkeypatch.setattr(tr, "pick_device", lambda name=None: torch.device("cuda"))
-        monkeypatch.setattr(tr, "_train", lambda cfg, resume: seen.append(matmul.allow_tf32))
+        monkeypatch.setattr(tr, "_train", lambda cfg, resume, state: seen.append(matmul.allow_tf32))
         tr.train(cfg(tmp_path))
         assert seen == [True] and matmul.allow_tf32 is False
     finally:
