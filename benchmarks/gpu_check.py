@@ -311,7 +311,7 @@ def speed_and_mfu(preset: str, device: torch.device, batch: int, steps: int) -> 
     theirs = ViTMAEForPreTraining(cfg).to(device).train()
     theirs.load_state_dict(mt.to_hf_vitmae(ours.state_dict()), strict=True)
     dtype = mt.optim.autocast_dtype(device, "auto")
-    size = ours.config["img_size"]
+    size = ours.config.img_size
     imgs = torch.randn(batch, 3, size, size, device=device)
     noise = torch.rand(batch, ours.num_patches, device=device)
 

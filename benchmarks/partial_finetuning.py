@@ -16,6 +16,7 @@ beside the model (`finetune_once`), so an interrupted sweep continues where it s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import time
@@ -43,7 +44,7 @@ def main() -> None:
     depth = len(mae.blocks)
     data = evaluation_split()
     results = {"machine": machine(), "torch": torch.__version__,
-               "date": datetime.date.today().isoformat(), "model": mae.config,
+               "date": datetime.date.today().isoformat(), "model": dataclasses.asdict(mae.config),
                "depth": depth, "recipe": SHORT_FINETUNE, "long_epochs": LONG_EPOCHS,
                "dataset": "synthetic (generated offline): the book's quick MAE, fine-tuned "
                           "on 5,000 labelled images, tested on 2,000 others",

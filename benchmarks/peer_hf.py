@@ -41,7 +41,7 @@ def main() -> None:
     config = ViTMAEConfig(**vitmae_config_kwargs(ours), mask_ratio=0.75)
     theirs = ViTMAEForPreTraining._from_config(config, attn_implementation="sdpa")
     theirs.load_state_dict(mt.to_hf_vitmae(ours.state_dict()), strict=True)
-    size = ours.config["img_size"]
+    size = ours.config.img_size
     imgs = torch.randn(args.batch_size, 3, size, size)
     noise = torch.rand(args.batch_size, ours.num_patches)
 

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -62,9 +63,16 @@ RECIPES: dict[str, tuple[dict, dict]] = {
 
 
 def run(name: str, seconds: float, work: Path) -> dict[str, float]:
+    """One recipe; its architecture is a model preset only while it runs (TrainConfig names
+    its model by preset)."""
     model_kw, train_kw = RECIPES[name]
     preset = f"sweep_{name}"
-    mt.MODEL_PRESETS[preset] = {**MINI, **model_kw}
+    with mock.patch.dict(mt.MODEL_PRESETS, {preset: MINI.replace(**model_kw)}):
+        return _run(name, preset, train_kw, seconds, work)
+
+
+def _run(name: str, preset: str, train_kw: dict, seconds: float, work: Path
+         ) -> dict[str, float]:
     base = dict(mt.config.TRAIN_PRESETS["quick"], model=preset, progress=False,
                 checkpoint_every=10**9, log_every=10**9, **train_kw)
     probe = tr.TrainConfig(**{**base, "max_steps": 12, "output_dir": str(work / f"{name}_probe")})

@@ -11,7 +11,15 @@ All but the core load on first use, e.g. `mt.train` or `mt.load_weights`, so
 from importlib import import_module
 from typing import Any
 
-from .mae import MODEL_PRESETS, MaskedAutoencoderViT, mae_from_preset, normalize_patches
+from .mae import (
+    MODEL_PRESETS,
+    EncoderMaskTokenMAE,
+    MAEConfig,
+    MaskedAutoencoderViT,
+    build_mae,
+    mae_from_preset,
+    normalize_patches,
+)
 from .masking import num_visible, random_masking
 from .patches import patchify, unpatchify
 from .pos_embed import sincos_2d
@@ -27,8 +35,9 @@ LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
               "to_hf_vitmae": "hf", "from_hf_vitmae": "hf"}
 
 __all__ = [
-    "MODEL_PRESETS", "Attention", "Block", "MaskedAutoencoderViT", "Mlp", "PatchEmbed",
-    "ViTEncoder", "VisionTransformer", "derive_seed", "mae_from_preset",
+    "MODEL_PRESETS", "Attention", "Block", "EncoderMaskTokenMAE", "MAEConfig",
+    "MaskedAutoencoderViT", "Mlp", "PatchEmbed", "ViTEncoder", "VisionTransformer", "build_mae",
+    "derive_seed", "mae_from_preset",
     "normalize_patches", "num_visible", "patchify", "pick_device", "random_masking",
     "seed_everything", "sincos_2d", "unpatchify", *SUBMODULES, *LAZY_NAMES,
 ]

@@ -73,8 +73,7 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
     stop = start + len(data) // cfg.batch_size if stop is None else stop
     local = cfg.batch_size // world
     share = slice(rank * local, (rank + 1) * local)
-    size = MODEL_PRESETS[cfg.model]["img_size"]
-    num_patches = (size // MODEL_PRESETS[cfg.model]["patch_size"]) ** 2
+    size, num_patches = MODEL_PRESETS[cfg.model].img_size, MODEL_PRESETS[cfg.model].num_patches
 
     def noise_for(it: int) -> torch.Tensor:  # (N, L): the smallest K values stay visible
         if cfg.masking == "random":

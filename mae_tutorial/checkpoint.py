@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .mae import MODEL_PRESETS, MaskedAutoencoderViT
+from .mae import MODEL_PRESETS, MAEConfig, MaskedAutoencoderViT, build_mae
 from .official import OFFICIAL_CHECKPOINTS, download_checkpoint
 from .vit import VisionTransformer
 
@@ -134,7 +134,7 @@ def _infer_preset(state: Mapping[str, Tensor]) -> str:
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     patch = state["patch_embed.proj.weight"].shape[-1]
     for name, p in MODEL_PRESETS.items():
-        if (p["embed_dim"], p["depth"], p["patch_size"]) == (dim, depth, patch):
+        if (p.embed_dim, p.depth, p.patch_size) == (dim, depth, patch):
             return name
     raise ValueError(f"cannot tell the architecture of this checkpoint (embed dim {dim}, depth "
                      f"{depth}, patch {patch}); build the model yourself and call "
@@ -153,15 +153,15 @@ def mae_from_checkpoint(source: str | os.PathLike, root: str | os.PathLike = "da
     if isinstance(source, str) and source in OFFICIAL_CHECKPOINTS:
         entry = OFFICIAL_CHECKPOINTS[source]
         state = _weights(download_checkpoint(source, root))
-        kwargs = {**MODEL_PRESETS[entry.preset], "norm_pix_loss": entry.norm_pix_loss}
+        config = MODEL_PRESETS[entry.preset].replace(norm_pix_loss=entry.norm_pix_loss)
     else:
         raw = read_checkpoint(source)
         state = _weights(raw)
         if "model_config" in raw:  # written by mae_tutorial.train
-            kwargs = dict(raw["model_config"])
+            config = MAEConfig(**raw["model_config"])
         else:
-            kwargs = dict(MODEL_PRESETS[_infer_preset(state)])
-    model = MaskedAutoencoderViT(**kwargs)
+            config = MODEL_PRESETS[_infer_preset(state)]
+    model = build_mae(config)
     missing, _ = load_weights(model, state, strict=False)
     model.encoder_only = any(k.startswith(("decoder", "mask_token")) for k in missing)
     encoder_missing = [k for k in missing if not k.startswith(("decoder", "mask_token"))]
@@ -181,7 +181,7 @@ def vit_from_mae(source: MaskedAutoencoderViT | Mapping[str, Tensor], num_classe
     paper's small init, std 2e-5); the MAE's final `norm` is used only for cls-token pooling.
     """
     if isinstance(source, MaskedAutoencoderViT):
-        vit_kwargs = {**source.encoder_config(), **vit_kwargs}
+        vit_kwargs = {**source.config.encoder_kwargs(), **vit_kwargs}
         state = source.state_dict()
     else:
         state = source

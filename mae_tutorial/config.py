@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .data import DATASETS
-from .mae import MODEL_PRESETS
+from .mae import MODEL_PRESETS, MAEConfig
 
 
 def _f(default: Any, help: str) -> Any:  # a dataclass field with its help text
@@ -73,14 +73,13 @@ class TrainConfig:
 MASKINGS = ("random", "block", "grid")
 
 
-def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """The `MaskedAutoencoderViT` arguments a configuration asks for: its preset, changed by
-    the ablation fields that are set. The ablations appendix; chapter 6 uses it inside the
-    trainer."""
+def model_config(cfg: TrainConfig) -> MAEConfig:
+    """The architecture a configuration asks for: its preset, changed by the ablation fields
+    that are set. The ablations appendix; chapter 6 uses it inside the trainer."""
     changes = {"decoder_depth": cfg.decoder_depth, "decoder_embed_dim": cfg.decoder_embed_dim}
-    return {**MODEL_PRESETS[cfg.model], "norm_pix_loss": cfg.norm_pix_loss,
-            "encoder_mask_token": cfg.encoder_mask_token,
-            **{k: v for k, v in changes.items() if v is not None}}
+    return MODEL_PRESETS[cfg.model].replace(
+        norm_pix_loss=cfg.norm_pix_loss, encoder_mask_token=cfg.encoder_mask_token,
+        **{k: v for k, v in changes.items() if v is not None})
 
 
 # Training presets: `quick` is what every chapter trains, on any machine; `full` a real GPU run.

@@ -27,11 +27,11 @@ from tqdm import tqdm
 from .augment import DeviceAugment
 from .checkpoint import mae_from_checkpoint, vit_from_mae
 from .data import DATASETS, ImageSet, load_dataset, normalize
-from .mae import MaskedAutoencoderViT, normalize_patches
+from .mae import MaskedAutoencoderViT, build_mae, normalize_patches
 from .optim import adamw, autocast_dtype, layer_decay_groups, lr_at
 from .patches import patchify, unpatchify
 from .runtime import pick_device, tf32
-from .vit import VisionTransformer
+from .vit import VisionTransformer, use_fused_attention
 
 # Chapter 7's short fine-tuning, which also judges every ablation: three epochs, so a base lr
 # ten times the paper's 1e-3 (with 1e-3, three epochs leave the network far from trained).
@@ -71,7 +71,7 @@ def reconstruction_score(model: MaskedAutoencoderViT, data: ImageSet, num_images
     total = zero = 0.0
     n = min(num_images, len(data))
     for start in range(0, n, batch_size):
-        imgs = _model_inputs(data, start, min(n, start + batch_size), model.config["img_size"],
+        imgs = _model_inputs(data, start, min(n, start + batch_size), model.config.img_size,
                              device)
         noise = torch.rand(len(imgs), model.num_patches, generator=g).to(device)
         loss, pred, mask = model(imgs, mask_ratio, noise)
@@ -137,9 +137,9 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(data), batch_size):
-        imgs = _model_inputs(data, start, start + batch_size, model.config["img_size"], device)
+        imgs = _model_inputs(data, start, start + batch_size, model.config.img_size, device)
         with _autocast(device):
-            tokens = model.encode(imgs)
+            tokens = model.forward_encoder(imgs)[0]
         out.append((tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(dim=1)).float().cpu())
     model.train(was_training)
     return torch.cat(out)
@@ -231,11 +231,14 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     device = pick_device(None if device == "auto" else str(device))
     torch.manual_seed(seed)
     num_classes = len(data_train.classes)
+    fused = use_fused_attention(device, autocast_dtype(device, "auto"))
     if not pretrained:  # only the architecture of `mae` is used; the weights stay random
         model = VisionTransformer(num_classes=num_classes, global_pool=True,
-                                  drop_path_rate=drop_path_rate, **mae.encoder_config())
+                                  drop_path_rate=drop_path_rate, fused_attention=fused,
+                                  **mae.config.encoder_kwargs())
     else:
-        model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate)
+        model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate,
+                             fused_attention=fused)
     model.to(device)
     frozen = [] if tune_blocks is None else freeze_all_but_last(model, tune_blocks)
     with tf32(device):  # TF32 on NVIDIA GPUs, for this fine-tuning only
@@ -300,7 +303,7 @@ def against_random_init(model: MaskedAutoencoderViT, data_train: ImageSet, data_
     global random state left as it was), and the difference ("gain", in points). Chapter 7."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        random_init = MaskedAutoencoderViT(**model.config).to(next(model.parameters()).device)
+        random_init = build_mae(model.config).to(next(model.parameters()).device)
         rows = {name: frozen_feature_report(m, data_train, data_test, pool, probe_epochs)
                 for name, m in (("pre-trained", model), ("random init", random_init))}
     rows["gain"] = {k: rows["pre-trained"][k] - rows["random init"][k] for k in rows["pre-trained"]}

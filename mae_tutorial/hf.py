@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .mae import MAEConfig
+
 Tensor = torch.Tensor
 
 # Top-level tensors: ours (official) -> Hugging Face.
@@ -111,25 +113,25 @@ def vitmae_config_kwargs(model: nn.Module) -> dict[str, Any]:
     """Keyword arguments for `transformers.ViTMAEConfig` describing a `MaskedAutoencoderViT`.
     Chapter 8."""
     c = model.config
-    if c.get("encoder_mask_token"):
+    if c.encoder_mask_token:
         raise ValueError("this model gives its encoder mask tokens (an ablation); Hugging Face's "
                          "ViTMAE has no such option, so it cannot be converted")
     return dict(
-        image_size=c["img_size"], patch_size=c["patch_size"], num_channels=c["in_chans"],
-        hidden_size=c["embed_dim"], num_hidden_layers=c["depth"],
-        num_attention_heads=c["num_heads"], intermediate_size=int(c["embed_dim"] * c["mlp_ratio"]),
-        decoder_hidden_size=c["decoder_embed_dim"], decoder_num_hidden_layers=c["decoder_depth"],
-        decoder_num_attention_heads=c["decoder_num_heads"],
-        decoder_intermediate_size=int(c["decoder_embed_dim"] * c["mlp_ratio"]),
-        norm_pix_loss=c["norm_pix_loss"], layer_norm_eps=c["layer_norm_eps"], qkv_bias=True,
+        image_size=c.img_size, patch_size=c.patch_size, num_channels=c.in_chans,
+        hidden_size=c.embed_dim, num_hidden_layers=c.depth,
+        num_attention_heads=c.num_heads, intermediate_size=int(c.embed_dim * c.mlp_ratio),
+        decoder_hidden_size=c.decoder_embed_dim, decoder_num_hidden_layers=c.decoder_depth,
+        decoder_num_attention_heads=c.decoder_num_heads,
+        decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio),
+        norm_pix_loss=c.norm_pix_loss, layer_norm_eps=c.layer_norm_eps, qkv_bias=True,
         hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
 
 
-def mae_kwargs_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`MaskedAutoencoderViT` keyword arguments from a Hugging Face ViTMAE config (a dict, e.g.
-    `ViTMAEConfig.to_dict()` or a hub model's config.json). Chapter 8."""
-    return dict(
+def mae_config_from_hf(config: Mapping[str, Any]) -> MAEConfig:
+    """The `MAEConfig` of a Hugging Face ViTMAE config (a dict, e.g. `ViTMAEConfig.to_dict()`
+    or a hub model's config.json). Chapter 8."""
+    return MAEConfig(
         img_size=config["image_size"], patch_size=config["patch_size"],
         in_chans=config.get("num_channels", 3), embed_dim=config["hidden_size"],
         depth=config["num_hidden_layers"], num_heads=config["num_attention_heads"],
@@ -138,5 +140,5 @@ def mae_kwargs_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
         decoder_num_heads=config["decoder_num_attention_heads"],
         mlp_ratio=config["intermediate_size"] / config["hidden_size"],
         norm_pix_loss=bool(config.get("norm_pix_loss", False)),
-        layer_norm_eps=config.get("layer_norm_eps", 1e-12), encoder_mask_token=False,
+        layer_norm_eps=config.get("layer_norm_eps", 1e-12),
     )

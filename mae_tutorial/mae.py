@@ -12,11 +12,14 @@ Attribute names equal the official release's state-dict keys, so its checkpoints
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from .masking import random_masking
 from .patches import patchify
 from .pos_embed import sincos_2d
 from .vit import LAYER_NORM_EPS, Block, ViTEncoder
@@ -33,105 +36,99 @@ def normalize_patches(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return (patches - mean) / std, mean, std
 
 
+@dataclass(frozen=True)
+class MAEConfig:
+    """An MAE architecture (chapter 4): the encoder ViT, the decoder and the loss target, with
+    the paper's argument names. Presets are instances (`MODEL_PRESETS`); `replace` derives one.
+    The defaults are the paper's ViT-L/16."""
+
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_pix_loss: bool = False
+    layer_norm_eps: float = LAYER_NORM_EPS
+    encoder_mask_token: bool = False  # Table 1c's ablation, not MAE: `EncoderMaskTokenMAE`
+
+    @property
+    def num_patches(self) -> int:
+        return (self.img_size // self.patch_size) ** 2
+
+    def replace(self, **changes: Any) -> MAEConfig:
+        """This architecture with some fields changed, e.g. `.replace(norm_pix_loss=True)`."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"MAEConfig has no field {sorted(unknown)}; its fields are "
+                             f"{[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """The encoder's architecture as `VisionTransformer` arguments (chapter 7)."""
+        return dict(img_size=self.img_size, patch_size=self.patch_size, in_chans=self.in_chans,
+                    embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads,
+                    mlp_ratio=self.mlp_ratio)
+
+
 class MaskedAutoencoderViT(ViTEncoder):
     """MAE (chapter 4): the shared ViT encoder on visible patches, a light decoder, and the
-    loss on removed patches (the paper's argument names)."""
+    loss on removed patches. Built from an `MAEConfig` (default: ViT-L/16), with fields
+    changed by keyword: `MaskedAutoencoderViT(MODEL_PRESETS["vit_mini_patch4"],
+    norm_pix_loss=True)`. `fused_attention` picks the attention kernel (`vit.Attention`)."""
 
-    def __init__(
-        self,
-        img_size: int = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 1024,
-        depth: int = 24,
-        num_heads: int = 16,
-        decoder_embed_dim: int = 512,
-        decoder_depth: int = 8,
-        decoder_num_heads: int = 16,
-        mlp_ratio: float = 4.0,
-        norm_pix_loss: bool = False,
-        layer_norm_eps: float = LAYER_NORM_EPS,
-        encoder_mask_token: bool = False,
-    ) -> None:
+    def __init__(self, config: MAEConfig | None = None, *, fused_attention: bool = True,
+                 **changes: Any) -> None:
+        c = (config or MAEConfig()).replace(**changes)
+        if c.encoder_mask_token and not isinstance(self, EncoderMaskTokenMAE):
+            raise ValueError("encoder_mask_token=True is the 'w/ [M]' ablation, a model of its "
+                             "own: build it with build_mae(config) or EncoderMaskTokenMAE")
         # ---- encoder: patches + fixed positions -> mask -> cls + visible tokens -> ViT blocks
-        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads,
-                         mlp_ratio, layer_norm_eps)
-        # The constructor's arguments, kept so checkpoints and conversions can rebuild the model.
-        self.config = dict(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-            depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
-            decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads,
-            mlp_ratio=mlp_ratio, norm_pix_loss=norm_pix_loss, layer_norm_eps=layer_norm_eps,
-            encoder_mask_token=encoder_mask_token,
-        )
-        self.patch_size, self.in_chans = patch_size, in_chans
-        self.norm_pix_loss = norm_pix_loss
+        super().__init__(c.img_size, c.patch_size, c.in_chans, c.embed_dim, c.depth,
+                         c.num_heads, c.mlp_ratio, c.layer_norm_eps,
+                         fused_attention=fused_attention)
+        self.config = c  # saved with checkpoints, so they can rebuild the model
+        self.patch_size, self.in_chans = c.patch_size, c.in_chans
+        self.norm_pix_loss = c.norm_pix_loss
         # True when loaded from an encoder-only checkpoint: there is no decoder to reconstruct.
         self.encoder_only = False
-        self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
-        # Ablation only (Table 1c, "w/ [M]"): the encoder gets a mask token at removed patches.
-        self.encoder_mask_token = (nn.Parameter(torch.zeros(1, 1, embed_dim))
-                                   if encoder_mask_token else None)
 
         # ---- decoder: project -> insert mask tokens -> unshuffle -> positions -> blocks -> pixels
-        grid = self.patch_embed.grid_size
-        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
-        # One learned token for every removed position. The w/ [M] ablation has its mask tokens
-        # in the encoder instead, so it holds no decoder token: a parameter no loss reaches
-        # would make DistributedDataParallel fail (it waits for every parameter's gradient).
-        self.mask_token = (None if encoder_mask_token
-                           else nn.Parameter(torch.zeros(1, 1, decoder_embed_dim)))
-        self.register_buffer(
-            "decoder_pos_embed", sincos_2d(decoder_embed_dim, grid, cls_token=True)[None]
-        )
+        self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))  # one, shared
+        self.register_buffer("decoder_pos_embed", sincos_2d(
+            c.decoder_embed_dim, self.patch_embed.grid_size, cls_token=True)[None])
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, layer_norm_eps)
-            for _ in range(decoder_depth)
+            Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio, c.layer_norm_eps,
+                  fused_attention=fused_attention)
+            for _ in range(c.decoder_depth)
         )
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
+        self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.layer_norm_eps)
+        self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.patch_size**2 * c.in_chans)
 
         self.init_weights()
-        if self.mask_token is not None:
-            nn.init.normal_(self.mask_token, std=0.02)
-        if self.encoder_mask_token is not None:
-            nn.init.normal_(self.encoder_mask_token, std=0.02)
-
-    def encoder_config(self) -> dict[str, Any]:
-        """The encoder's architecture as `VisionTransformer` arguments (chapter 7)."""
-        keys = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
-                "mlp_ratio")
-        return {k: self.config[k] for k in keys}
-
-    def forward_encoder(
-        self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, C, H, W) -> latent (N, 1 + K, D), mask (N, L), ids_restore (N, L). With
-        `encoder_mask_token` (an ablation), K = L: latent holds every position in order."""
-        x, mask, ids_restore = self.forward_tokens(imgs, mask_ratio, noise,
-                                                   self.encoder_mask_token)
-        return self.norm(x), mask, ids_restore
-
-    def encode(self, imgs: torch.Tensor) -> torch.Tensor:
-        """The encoder on every patch, no masking: (N, C, H, W) -> (N, 1 + L, D), cls first.
-        This is how the pre-trained encoder is used downstream (features, classification)."""
-        return self.norm(self.forward_tokens(imgs)[0])
+        nn.init.normal_(self.mask_token, std=0.02)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent (N, 1 + K, D) -> predicted pixels of every patch (N, L, p*p*C)."""
         x = self.decoder_embed(latent)  # (N, 1 + K, Dd)
         n, length = ids_restore.shape
-        dim = x.shape[-1]
-        if self.mask_token is not None:  # MAE: mask tokens go in here, not in the encoder
-            mask_tokens = self.mask_token.expand(n, length - (x.shape[1] - 1), -1)  # (N, L-K, Dd)
-            x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (N, L, Dd) in shuffled order
-            x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # in order
-            x = torch.cat([x[:, :1], x_], dim=1)
-        x = x + self.decoder_pos_embed  # (N, 1 + L, Dd)
+        mask_tokens = self.mask_token.expand(n, length - (x.shape[1] - 1), -1)  # (N, L-K, Dd)
+        x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (N, L, Dd) in shuffled order
+        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # in order
+        return self.predict_pixels(torch.cat([x[:, :1], x_], dim=1))
+
+    def predict_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder tokens in image order, cls first (N, 1 + L, Dd) -> pixels (N, L, p*p*C):
+        positions, the decoder blocks, its norm, the linear prediction; the cls row dropped."""
+        x = x + self.decoder_pos_embed
         for block in self.decoder_blocks:
             x = block(x)
-        x = self.decoder_pred(self.decoder_norm(x))  # (N, 1 + L, p*p*C)
-        return x[:, 1:]  # drop the cls token
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
 
     def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:
         """What the decoder learns to predict (chapter 5): (N, L, p*p*C) pixels, normalized
@@ -162,23 +159,58 @@ class MaskedAutoencoderViT(ViTEncoder):
         return self.forward_loss(imgs, pred, scored), pred, mask
 
 
+class EncoderMaskTokenMAE(MaskedAutoencoderViT):
+    """The paper's "encoder w/ [M]" ablation (Table 1c), not MAE: removed patches are not
+    dropped but replaced, in the encoder, by a learned mask token (plus their position), so
+    the encoder sees all L positions and the decoder inserts nothing. It holds no decoder mask
+    token: a parameter no loss reaches would make DistributedDataParallel wait for its
+    gradient. Built by `build_mae` when the config's `encoder_mask_token` is set. The
+    ablations appendix."""
+
+    def __init__(self, config: MAEConfig | None = None, *, fused_attention: bool = True,
+                 **changes: Any) -> None:
+        super().__init__((config or MAEConfig()).replace(encoder_mask_token=True, **changes),
+                         fused_attention=fused_attention)
+        del self.mask_token
+        self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, self.config.embed_dim))
+        nn.init.normal_(self.encoder_mask_token, std=0.02)
+
+    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float = 0.0,
+                        noise: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As MAE's, but latent is (N, 1 + L, D): every position, in image order."""
+        x = self.embed(imgs)  # (N, L, D)
+        _, mask, ids_restore = random_masking(x, mask_ratio, noise)
+        removed = mask.bool().unsqueeze(-1)  # (N, L, 1)
+        x = torch.where(removed, self.encoder_mask_token + self.pos_embed[:, 1:], x)
+        return self.forward_blocks(x), mask, ids_restore
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        return self.predict_pixels(self.decoder_embed(latent))  # nothing to insert
+
+
+def build_mae(config: MAEConfig, fused_attention: bool = True) -> MaskedAutoencoderViT:
+    """The model a config describes: `MaskedAutoencoderViT`, or `EncoderMaskTokenMAE` for
+    Table 1c's ablation. Chapter 4."""
+    model = EncoderMaskTokenMAE if config.encoder_mask_token else MaskedAutoencoderViT
+    return model(config, fused_attention=fused_attention)
+
+
 # Model architectures by name. The paper's three use a 512-d, 8-block decoder with 16 heads.
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
+MODEL_PRESETS: dict[str, MAEConfig] = {
     # 128-d, 4 blocks on 4x4 patches of 32x32 images, a one-block decoder: learns features
     # in a CPU minute or two (the chapters' shared model; chosen by a measured sweep,
     # benchmarks/README.md).
-    "vit_mini_patch4": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
-                            decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=4),
+    "vit_mini_patch4": MAEConfig(img_size=32, patch_size=4, embed_dim=128, depth=4,
+                                 num_heads=4, decoder_embed_dim=64, decoder_depth=1,
+                                 decoder_num_heads=4),
     # CIFAR scale: ViT-Tiny encoder (192-d, 12 blocks, 3 heads) on 8x8 patches of 4x4 pixels.
-    "vit_tiny_patch4": dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
-                            decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
-    "vit_base_patch16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
-                             decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-    "vit_large_patch16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24,
-                              num_heads=16, decoder_embed_dim=512, decoder_depth=8,
-                              decoder_num_heads=16),
-    "vit_huge_patch14": dict(img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16,
-                             decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "vit_tiny_patch4": MAEConfig(img_size=32, patch_size=4, embed_dim=192, depth=12,
+                                 num_heads=3, decoder_embed_dim=128, decoder_depth=4,
+                                 decoder_num_heads=4),
+    "vit_base_patch16": MAEConfig(embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch16": MAEConfig(),  # the defaults: the paper's ViT-L/16
+    "vit_huge_patch14": MAEConfig(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
 }
 
 
@@ -188,4 +220,4 @@ def mae_from_preset(name: str, **overrides: Any) -> MaskedAutoencoderViT:
     `norm_pix_loss=True`)."""
     if name not in MODEL_PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
-    return MaskedAutoencoderViT(**{**MODEL_PRESETS[name], **overrides})
+    return build_mae(MODEL_PRESETS[name].replace(**overrides))

@@ -47,14 +47,15 @@ from .config import (
     check_config,
     check_same_run,
     config_from_preset,
-    model_kwargs,
+    model_config,
     recovery_changes,
     to_tuple,
 )
 from .data import ImageSet
-from .mae import MaskedAutoencoderViT
+from .mae import MaskedAutoencoderViT, build_mae
 from .optim import adamw, autocast_dtype, lr_at, param_groups
 from .runtime import pick_device, rng_state, set_rng_state, tf32
+from .vit import use_fused_attention
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -123,9 +124,9 @@ def setup(cfg: TrainConfig) -> Run:
                                     device_id=device if device.type == "cuda" else None)
     data = load_training_data(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
-    model = MaskedAutoencoderViT(**model_kwargs(cfg)).to(device)
-    optimizer = adamw(param_groups(model, cfg.weight_decay), (cfg.beta1, cfg.beta2), device)
     amp_dtype = autocast_dtype(device, cfg.amp)
+    model = build_mae(model_config(cfg), use_fused_attention(device, amp_dtype)).to(device)
+    optimizer = adamw(param_groups(model, cfg.weight_decay), (cfg.beta1, cfg.beta2), device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     forward: nn.Module = model
     if distributed:
@@ -213,7 +214,7 @@ def save_run(run: Run, done: int) -> None:
             "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scaler": run.scaler.state_dict(), "step": done,
             "epoch": done * run.cfg.accum_steps / run.micro_steps_per_epoch,
-            "config": asdict(run.cfg), "model_config": dict(run.model.config),
+            "config": asdict(run.cfg), "model_config": asdict(run.model.config),
             "rng": rng_state()})
     if dist.is_initialized():
         dist.barrier()

@@ -44,15 +44,25 @@ class PatchEmbed(nn.Module):
         return rearrange(self.proj(imgs), "n d h w -> n (h w) d")
 
 
+def use_fused_attention(device: torch.device, dtype: torch.dtype | None) -> bool:
+    """Whether a model that trains on `device` under autocast `dtype` (None: fp32) should use
+    PyTorch's fused attention kernel. Not on a CPU in bf16: there the fused kernel is slow at
+    these short sequences (its backward ~10x the matrix products'), while written out the two
+    products run as bf16 matmuls. Chapter 6."""
+    return not (device.type == "cpu" and dtype == torch.bfloat16)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused projection to queries, keys and values.
-    Chapter 3."""
+    `fused` picks how softmax(q k^T / sqrt(d)) v is computed, once: PyTorch's fused kernel or
+    the two products written out (the same numbers up to rounding). Chapter 3."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True,
+                 fused: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
+        self.num_heads, self.fused = num_heads, fused
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -64,12 +74,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._qkv(x)
-        if q.is_cpu and q.dtype == torch.bfloat16:
-            # The fused CPU kernel is slow in bf16 at these short sequences (backward ~10x
-            # the matrix products'); written out, the two products run as bf16 matmuls.
-            out = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1) @ v
-        else:
+        if self.fused:
             out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v, fused
+        else:
+            out = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1) @ v
         return self.proj(rearrange(out, "n h l d -> n l (h d)"))
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,10 +112,11 @@ class Block(nn.Module):
     """A pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)). Chapter 3."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
-                 eps: float = LAYER_NORM_EPS, drop_path: float = 0.0) -> None:
+                 eps: float = LAYER_NORM_EPS, drop_path: float = 0.0,
+                 fused_attention: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads)
+        self.attn = Attention(dim, num_heads, fused=fused_attention)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = drop_path
@@ -138,17 +147,18 @@ def init_patch_embed(patch_embed: PatchEmbed) -> None:
 
 
 class ViTEncoder(nn.Module):
-    """The encoder path that MAE, the ViT classifier and the attention maps share (chapter 3):
-    patch embedding, fixed 2D sin-cos positions, a cls token, transformer blocks.
+    """The encoder that MAE, the ViT classifier and the attention maps share (chapter 3):
+    patch embedding, fixed 2D sin-cos positions, a cls token, transformer blocks, a final
+    LayerNorm. `forward_encoder` is the one way in.
 
-    Subclasses add their own final norm and heads, then call `init_weights`. The attribute
-    names are the official release's state-dict keys (`patch_embed`, `cls_token`,
-    `pos_embed`, `blocks`).
+    Subclasses add their heads, then call `init_weights`. The attribute names are the official
+    release's state-dict keys (`patch_embed`, `cls_token`, `pos_embed`, `blocks`, `norm`).
     """
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int,
                  depth: int, num_heads: int, mlp_ratio: float = 4.0,
-                 layer_norm_eps: float = LAYER_NORM_EPS, drop_path_rate: float = 0.0) -> None:
+                 layer_norm_eps: float = LAYER_NORM_EPS, drop_path_rate: float = 0.0,
+                 fused_attention: bool = True) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.num_patches = self.patch_embed.num_patches
@@ -156,8 +166,10 @@ class ViTEncoder(nn.Module):
         table = sincos_2d(embed_dim, self.patch_embed.grid_size, cls_token=True)
         self.register_buffer("pos_embed", table.unsqueeze(0))  # (1, 1 + L, D), fixed
         rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # grows linearly
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps, r)
-                                    for r in rates)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, layer_norm_eps, r, fused_attention)
+            for r in rates)
+        self.norm: nn.Module = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
 
     def init_weights(self) -> None:
         """The MAE code's initialisation of every layer, then the patch projection and the
@@ -166,34 +178,38 @@ class ViTEncoder(nn.Module):
         init_patch_embed(self.patch_embed)
         nn.init.normal_(self.cls_token, std=0.02)
 
-    def forward_tokens(self, imgs: torch.Tensor, mask_ratio: float = 0.0,
-                       noise: torch.Tensor | None = None, mask_token: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, C, H, W) -> tokens after the last block (N, 1 + K, D), cls first, with the
-        mask (N, L; 1 = removed) and `ids_restore` (N, L).
+    def embed(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> patch tokens with their positions added, (N, L, D). Positions come
+        before any masking, so every kept token knows its place."""
+        return self.patch_embed(imgs) + self.pos_embed[:, 1:]
 
-        Positions are added before masking, so every kept token knows its place. With
-        `mask_ratio` 0 and no `noise`, every patch is kept in its own order (K = L). Given a
-        `mask_token` (1, 1, D), removed patches are not dropped but replaced by it (plus their
-        position), so K = L: the paper's "encoder w/ [M]" ablation (Table 1c), not MAE.
-        """
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # (N, L, D)
-        n, length, _ = x.shape
-        if mask_ratio != 0 or noise is not None:
-            kept, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D)
-            if mask_token is None:
-                x = kept
-            else:  # every position stays, in its own order; removed ones become the token
-                removed = mask.bool().unsqueeze(-1)  # (N, L, 1)
-                x = torch.where(removed, mask_token + self.pos_embed[:, 1:], x)  # (N, L, D)
-        else:
-            mask = torch.zeros(n, length, device=x.device)
-            ids_restore = torch.arange(length, device=x.device).expand(n, -1)
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
-        x = torch.cat([cls, x], dim=1)  # (N, 1 + K, D)
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (N, K, D) -> (N, 1 + K, D): the cls token (with its position) put
+        first, the transformer blocks, the final norm."""
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(len(x), -1, -1)
+        x = torch.cat([cls, x], dim=1)
         for block in self.blocks:
             x = block(x)
-        return x, mask, ids_restore
+        return self.norm(x)
+
+    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float = 0.0,
+                        noise: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C, H, W) -> latent (N, 1 + K, D) after the final norm, cls first; the mask
+        (N, L; 1 = removed) and `ids_restore` (N, L).
+
+        The encoder sees only the K kept patches (`random_masking` with `mask_ratio`, or the
+        order `noise` gives). With `mask_ratio` 0 and no `noise`, every patch is kept in its
+        own order (K = L): the pre-trained encoder as used downstream.
+        """
+        x = self.embed(imgs)  # (N, L, D)
+        if mask_ratio != 0 or noise is not None:
+            x, mask, ids_restore = random_masking(x, mask_ratio, noise)  # (N, K, D)
+        else:
+            n, length, _ = x.shape
+            mask = torch.zeros(n, length, device=x.device)
+            ids_restore = torch.arange(length, device=x.device).expand(n, -1)
+        return self.forward_blocks(x), mask, ids_restore
 
 
 class VisionTransformer(ViTEncoder):
@@ -201,29 +217,30 @@ class VisionTransformer(ViTEncoder):
 
     Pooling as the MAE paper's fine-tuning code: the normalized cls token, or with
     `global_pool=True` the mean of the patch tokens followed by its own LayerNorm (`fc_norm`,
-    which replaces the final `norm`). `drop_path_rate` grows linearly over the blocks.
+    which replaces the final `norm`: the encoder's output is then not normalized).
+    `drop_path_rate` grows linearly over the blocks.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
                  num_classes: int = 1000, embed_dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, global_pool: bool = False,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, fused_attention: bool = True) -> None:
         super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads,
-                         mlp_ratio, drop_path_rate=drop_path_rate)
+                         mlp_ratio, drop_path_rate=drop_path_rate,
+                         fused_attention=fused_attention)
         self.global_pool = global_pool
         if global_pool:
+            self.norm = nn.Identity()
             self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
-        else:
-            self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.head = nn.Linear(embed_dim, num_classes)
         self.init_weights()
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, D) pooled features, the input of the head."""
-        x = self.forward_tokens(imgs)[0]
+        x = self.forward_encoder(imgs)[0]  # (N, 1 + L, D)
         if self.global_pool:
             return self.fc_norm(x[:, 1:].mean(dim=1))
-        return self.norm(x)[:, 0]
+        return x[:, 0]
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(imgs))  # (N, num_classes) logits
@@ -240,7 +257,7 @@ def cls_attention_maps(model: ViTEncoder, imgs: torch.Tensor) -> torch.Tensor:
     seen: list[torch.Tensor] = []
     handle = last.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     try:
-        model.forward_tokens(imgs)
+        model.forward_encoder(imgs)
     finally:
         handle.remove()
     weights = last.attention_weights(seen[0])  # (N, heads, 1 + L, 1 + L)

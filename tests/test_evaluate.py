@@ -60,7 +60,7 @@ def test_features_of_the_frozen_encoder(monkeypatch):
     assert cls.shape == mean.shape == (64, 32)
     imgs = mt.data.normalize(data.images[:3].float() / 255, data.mean, data.std)
     with torch.no_grad():
-        tokens = model.encode(imgs)
+        tokens = model.forward_encoder(imgs)[0]
     assert torch.allclose(cls[:3], tokens[:, 0], atol=1e-5)
     assert torch.allclose(mean[:3], tokens[:, 1:].mean(1), atol=1e-5)
     with pytest.raises(ValueError, match="pool must be"):
@@ -108,7 +108,7 @@ def test_cls_attention_maps_are_the_last_blocks_attention():
     last = model.blocks[-1]
     last.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
     with torch.no_grad():
-        model.encode(imgs)
+        model.forward_encoder(imgs)
         full = last.attn.attention_weights(last.norm1(seen["x"]))
     assert torch.allclose(maps.flatten(2), full[:, :, 0, 1:], atol=1e-6)
     assert torch.allclose(maps.sum((-2, -1)) + full[:, :, 0, 0], torch.ones(2, 4), atol=1e-5)
@@ -160,7 +160,7 @@ def test_the_gain_over_random_weights_is_measured_against_a_seeded_init():
     rows = ev.against_random_init(model, data, test, probe_epochs=5, seed=7)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random state untouched
     torch.manual_seed(7)
-    by_hand = ev.frozen_feature_report(mt.MaskedAutoencoderViT(**model.config), data, test,
+    by_hand = ev.frozen_feature_report(mt.build_mae(model.config), data, test,
                                        "mean", probe_epochs=5)
     assert rows["random init"] == by_hand
     assert rows["pre-trained"] == ev.frozen_feature_report(model, data, test, "mean", 5)
@@ -179,13 +179,13 @@ def test_the_evaluation_split_is_held_out_from_pretraining():
 def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):
     seen = []
     model = tiny()
-    real = model.encode
+    real = model.forward_encoder
 
-    def encode(imgs):
+    def forward_encoder(imgs, *args):
         seen.append(torch.is_autocast_enabled("cpu"))
-        return real(imgs)
+        return real(imgs, *args)
 
-    model.encode = encode
+    model.forward_encoder = forward_encoder
     # as on a GPU with bf16: the features are computed under autocast
     monkeypatch.setattr(mt.evaluate, "autocast_dtype", lambda device, amp: torch.bfloat16)
     data = mt.data.load_dataset("synthetic", synthetic_size=16)

@@ -36,7 +36,7 @@ def test_hf_mapping_errors():
 
 
 def test_hf_config_round_trip():
-    from mae_tutorial.hf import mae_kwargs_from_hf_config, vitmae_config_kwargs
+    from mae_tutorial.hf import mae_config_from_hf, vitmae_config_kwargs
 
     model = tiny(norm_pix_loss=True)
-    assert mae_kwargs_from_hf_config(vitmae_config_kwargs(model)) == model.config
+    assert mae_config_from_hf(vitmae_config_kwargs(model)) == model.config

@@ -136,17 +136,25 @@ def test_presets_and_paper_sizes():
                       if not n.startswith(("decoder", "mask_token")))
         encoder += model.pos_embed.numel()
         assert abs(encoder / 1e6 - millions) / millions < 0.01, (name, encoder)
-        assert model.config["decoder_embed_dim"] == 512 and model.config["decoder_depth"] == 8
+        assert model.config.decoder_embed_dim == 512 and model.config.decoder_depth == 8
     quick = mae_from_preset("vit_mini_patch4", norm_pix_loss=True)
     assert quick.norm_pix_loss and quick.num_patches == 64
-    assert MODEL_PRESETS["vit_tiny_patch4"]["embed_dim"] == 192
-    assert MODEL_PRESETS["vit_tiny_patch4"]["depth"] == 12
+    assert MODEL_PRESETS["vit_tiny_patch4"].embed_dim == 192
+    assert MODEL_PRESETS["vit_tiny_patch4"].depth == 12
+    assert MODEL_PRESETS["vit_large_patch16"] == mt.MAEConfig()  # the defaults: ViT-L/16
+    custom = MODEL_PRESETS["vit_mini_patch4"].replace(decoder_depth=2)
+    assert custom.decoder_depth == 2 and MODEL_PRESETS["vit_mini_patch4"].decoder_depth == 1
+    assert MaskedAutoencoderViT(custom).config == custom
 
 
 def test_bad_inputs():
     model = tiny()
     with pytest.raises(ValueError, match="unknown model preset 'vit_giant'"):
         mae_from_preset("vit_giant")
+    with pytest.raises(ValueError, match="MAEConfig has no field \\['decoder_layers'\\]"):
+        mae_from_preset("vit_mini_patch4", decoder_layers=2)
+    with pytest.raises(ValueError, match="build_mae"):
+        MaskedAutoencoderViT(MODEL_PRESETS["vit_mini_patch4"], encoder_mask_token=True)
     with pytest.raises(ValueError, match="not divisible by patch_size"):
         MaskedAutoencoderViT(img_size=30, patch_size=8)
     with pytest.raises(ValueError, match="expects 3 channels, got 4"):
@@ -168,6 +176,7 @@ def test_encoder_mask_token_ablation_sees_every_position_and_trains():
     torch.manual_seed(0)
     model = mt.mae_from_preset("vit_mini_patch4", encoder_mask_token=True)
     plain = mt.mae_from_preset("vit_mini_patch4")
+    assert isinstance(model, mt.EncoderMaskTokenMAE) and type(plain) is MaskedAutoencoderViT
     imgs = torch.randn(2, 3, 32, 32)
     noise = torch.rand(2, 64)
     latent, mask, _ = model.forward_encoder(imgs, 0.75, noise)

@@ -61,9 +61,9 @@ def test_one_encoder_path_for_mae_classifier_and_attention():
     mae = mt.mae_from_preset("vit_mini_patch4").eval()
     vit = mt.vit_from_mae(mae, num_classes=3, global_pool=False).eval()
     imgs = torch.randn(2, 3, 32, 32)
-    tokens, mask, ids_restore = mae.forward_tokens(imgs)
-    assert torch.equal(vit.forward_tokens(imgs)[0], tokens)  # same weights, same path
-    assert torch.equal(mae.encode(imgs), mae.norm(tokens))
+    tokens, mask, ids_restore = mae.forward_encoder(imgs)
+    assert torch.equal(vit.forward_encoder(imgs)[0], tokens)  # same weights, same path
+    assert torch.equal(vit.forward_features(imgs), tokens[:, 0])
     assert mask.sum() == 0 and torch.equal(ids_restore[0], torch.arange(64))
     latent, mask, _ = mae.forward_encoder(imgs, 0.75, torch.rand(2, 64))
     assert latent.shape == (2, 1 + 16, 128) and mask.sum() == 2 * 48

@@ -373,8 +373,8 @@ def test_ablation_model_fields_change_the_model(tmp_path):
     model = mt.mae_from_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert len(model.decoder_blocks) == 2 and model.decoder_embed.out_features == 32
     assert model.encoder_mask_token is not None
-    assert mt.config.model_kwargs(cfg(tmp_path)) == {
-        **mt.MODEL_PRESETS["vit_mini_patch4"], "norm_pix_loss": True, "encoder_mask_token": False}
+    assert mt.config.model_config(cfg(tmp_path)) == mt.MODEL_PRESETS["vit_mini_patch4"].replace(
+        norm_pix_loss=True)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"encoder_mask_token": True}, {"loss_on_all": True},
@@ -384,7 +384,7 @@ def test_every_parameter_gets_a_gradient(tmp_path, overrides):
     loss never reaches (the w/ [M] ablation has no decoder mask token)."""
     c = cfg(tmp_path, **overrides)
     torch.manual_seed(0)
-    model = MaskedAutoencoderViT(**mt.config.model_kwargs(c))
+    model = mt.build_mae(mt.config.model_config(c))
     model(torch.randn(2, 3, 32, 32), c.mask_ratio, loss_on_all=c.loss_on_all)[0].backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
     keys = set(model.state_dict())

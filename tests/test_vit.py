@@ -58,13 +58,20 @@ def test_classifier_forward_shapes_and_pooling():
     model = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
                               num_heads=4)
     imgs = torch.randn(4, 3, 32, 32)
-    assert model.forward_tokens(imgs)[0].shape == (4, 65, 32)
+    assert model.forward_encoder(imgs)[0].shape == (4, 65, 32)
     assert model(imgs).shape == (4, 10)
-    tokens = model.forward_tokens(imgs)[0]
+    with torch.no_grad():
+        x = model.embed(imgs)
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(4, -1, -1), x], 1)
+        for block in model.blocks:
+            x = block(x)
+        tokens = x  # after the blocks, before the final norm
+        assert torch.allclose(model.forward_encoder(imgs)[0], model.norm(tokens), atol=1e-6)
     assert torch.allclose(model.forward_features(imgs), model.norm(tokens)[:, 0], atol=1e-6)
     pooled = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=2,
                                num_heads=4, global_pool=True)
     assert "fc_norm.weight" in pooled.state_dict() and "norm.weight" not in pooled.state_dict()
+    assert isinstance(pooled.norm, torch.nn.Identity)  # global pooling normalizes after pooling
     shared = {k: v for k, v in model.state_dict().items() if not k.startswith("norm.")}
     pooled.load_state_dict(shared, strict=False)
     expected = pooled.head(pooled.fc_norm(tokens[:, 1:].mean(1)))

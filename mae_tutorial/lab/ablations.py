@@ -17,10 +17,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .. import paper
 from ..checkpoint import read_metrics
-from ..config import config_from_preset, model_kwargs
+from ..config import config_from_preset, model_config
 from ..data import ImageSet, evaluation_split
 from ..evaluate import SHORT_FINETUNE, frozen_feature_report
-from ..mae import MaskedAutoencoderViT
+from ..mae import build_mae
 from .cache import book_model, finetune_once
 
 
@@ -85,8 +85,8 @@ def pretraining_flops(overrides: dict[str, Any], batch: int = 8) -> float:
     quick MAE with `overrides` (the paper's "FLOPs" column of Table 1c). The ablations
     appendix."""
     cfg = config_from_preset("quick", **overrides)
-    model = MaskedAutoencoderViT(**model_kwargs(cfg))
-    size = model.config["img_size"]
+    model = build_mae(model_config(cfg))
+    size = model.config.img_size
     imgs = torch.randn(batch, 3, size, size)
     with FlopCounterMode(display=False) as counter:
         model(imgs, cfg.mask_ratio, loss_on_all=cfg.loss_on_all)[0].backward()
