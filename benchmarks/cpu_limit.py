@@ -83,28 +83,31 @@ def make_run(model: str, batch: int, amp: str, steps: int, undo: str | None):
     if undo == "unfused-adamw":  # PyTorch's default on a CPU: one parameter at a time
         run.optimizer = torch.optim.AdamW(mt.optim.param_groups(run.model, cfg.weight_decay),
                                           lr=0.0, betas=(cfg.beta1, cfg.beta2))
+    if undo == "sdpa-in-bf16":  # the fused kernel, which the trainer avoids on CPU bf16
+        for module in run.model.modules():
+            if isinstance(module, mt.vit.Attention):
+                module.fused = True
     return run, step_batches(cfg, run.data, run.device, stop=steps, rank=run.rank,
                              world=run.world)
 
 
-@contextlib.contextmanager
-def undone(undo: str | None):
-    """Within it, `Attention` uses PyTorch's fused kernel even under CPU bf16."""
-    if undo != "sdpa-in-bf16":
-        yield
-        return
-    written_out = mt.vit.Attention.forward
-
-    def fused(self, x):
-        q, k, v = self._qkv(x)
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).flatten(2))
-
-    mt.vit.Attention.forward = fused
-    try:
-        yield
-    finally:
-        mt.vit.Attention.forward = written_out
+def step_cost(run, batches, native: bool, batch: int) -> tuple[float, dict[str, float]]:
+    """One step's FLOPs (fp32, after a warm-up step) and this machine's matmul rate at the
+    step's own shapes, in fp32 and, with native bf16, in bf16."""
+    tr.train_step(run, 0, batches)
+    shapes = MatmulShapes()
+    with FlopCounterMode(display=False) as counter, shapes:
+        tr.train_step(run, 1, batches)
+    flops = counter.get_total_flops()
+    peak = {"off": matmul_rate(shapes.shapes, torch.float32)}
+    if native:
+        peak["bf16"] = matmul_rate(shapes.shapes, torch.bfloat16)
+    print(f"one step: {flops / 1e9:.2f} GFLOP ({flops / batch / 1e9:.3f} per image), "
+          f"{sum(shapes.shapes.values())} matrix products of {len(shapes.shapes)} shapes")
+    for amp, rate in peak.items():
+        print(f"this machine's matmul rate at those shapes, {'fp32' if amp == 'off' else amp}: "
+              f"{rate / 1e9:6.1f} GFLOP/s")
+    return flops, peak
 
 
 def main() -> None:
@@ -131,28 +134,13 @@ def main() -> None:
     runs = {m: make_run(args.model, args.batch_size, MODES[m][0], total, MODES[m][1])
             for m in modes}
 
-    # one step's FLOPs and matrix-product shapes (fp32), after a warm-up step
-    run, batches = runs["fp32"]
-    tr.train_step(run, 0, batches)
-    shapes = MatmulShapes()
-    with FlopCounterMode(display=False) as counter, shapes:
-        tr.train_step(run, 1, batches)
-    flops = counter.get_total_flops()
+    flops, peak = step_cost(*runs["fp32"], native, args.batch_size)
     for m in modes[1:]:  # their two warm-up steps (bf16 kernels are built on first use)
-        with undone(MODES[m][1]):
-            start = time.perf_counter()
-            for i in range(2):
-                tr.train_step(runs[m][0], i, runs[m][1])
+        start = time.perf_counter()
+        for i in range(2):
+            tr.train_step(runs[m][0], i, runs[m][1])
         if MODES[m][1] == "compile":
             print(f"torch.compile: the first two steps took {time.perf_counter() - start:.0f} s")
-    peak = {"off": matmul_rate(shapes.shapes, torch.float32)}
-    if native:
-        peak["bf16"] = matmul_rate(shapes.shapes, torch.bfloat16)
-    print(f"one step: {flops / 1e9:.2f} GFLOP ({flops / args.batch_size / 1e9:.3f} per image), "
-          f"{sum(shapes.shapes.values())} matrix products of {len(shapes.shapes)} shapes")
-    for amp, rate in peak.items():
-        print(f"this machine's matmul rate at those shapes, {'fp32' if amp == 'off' else amp}: "
-              f"{rate / 1e9:6.1f} GFLOP/s")
 
     speed: dict[str, list[float]] = {m: [] for m in modes}
     step = dict.fromkeys(modes, 2)
@@ -163,8 +151,7 @@ def main() -> None:
                 tr.train_step(run, step[m], batches)
                 step[m] += 1
 
-            with undone(MODES[m][1]):
-                seconds = time_calls(one_step, run.device, 1, warmup=0, calls=args.steps)[0]
+            seconds = time_calls(one_step, run.device, 1, warmup=0, calls=args.steps)[0]
             speed[m].append(args.batch_size / seconds)
     fp32 = statistics.median(speed["fp32"])
     for m in modes:

@@ -68,6 +68,38 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return read_checkpoint(path, required=("model", "step", "config"))
 
 
+def run_folder_checkpoint(output_dir: str | os.PathLike, resume: bool,
+                          state: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The checkpoint a run in `output_dir` resumes from (`state`, if the caller has read it,
+    else read here), or None for a new run, which must not overwrite one. Stale temporary files
+    of interrupted writes are removed. Chapter 6."""
+    path = Path(output_dir) / CHECKPOINT
+    if resume:
+        if state is None and not path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
+                                    "--resume, or point --output-dir at the run to continue")
+        state = read_training_checkpoint(path) if state is None else state
+    elif path.exists():
+        raise FileExistsError(f"{path} exists: pass --resume to continue that run, or "
+                              "choose another --output-dir (nothing was overwritten)")
+    if int(os.environ.get("RANK", "0")) == 0:
+        for stale in path.parent.glob(f".{CHECKPOINT}.tmp-*"):
+            stale.unlink(missing_ok=True)
+    return state if resume else None
+
+
+def check_writable(output_dir: Path) -> None:
+    """Fail before training, with the fix, if the run folder cannot be written. Chapter 6."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"the output directory {str(output_dir)!r} is not writable ({exc});"
+                              " choose another with --output-dir") from exc
+
+
 def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The metrics a run logged (one dict per line of metrics.jsonl), for `viz.plot_metrics`.
     Chapter 6."""

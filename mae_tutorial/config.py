@@ -110,6 +110,14 @@ def config_from_preset(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**{**TRAIN_PRESETS[name], **overrides})
 
 
+def config_to_resume(saved: dict[str, Any], **given: Any) -> TrainConfig:
+    """The configuration a resumed run continues with: the one its checkpoint saved, changed
+    by the fields `given` on the command line (checked by `check_same_run`). Chapter 6."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: to_tuple(v) for k, v in saved.items() if k in known})
+    return dataclasses.replace(cfg, **given)
+
+
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
     """Fail early, with the fix, on settings that cannot run on `world` processes. Chapter 6."""
     if cfg.dataset not in DATASETS:

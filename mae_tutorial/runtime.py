@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -122,3 +124,34 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def _to_tuple(x: Any) -> Any:
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def join_process_group(device: torch.device) -> tuple[torch.device, bool]:
+    """Under torchrun (even with one process): join the process group (NCCL on GPUs, gloo on
+    CPUs) and give this process its own GPU, as on N GPUs. Returns (device, distributed).
+    Chapter 9."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ):
+        return device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
+    return device, True
+
+
+def failure_hint(exc: BaseException) -> str:
+    """What to try for the failures a GPU run meets (they all arrive as RuntimeError), as a
+    line to print after the error; empty if none applies. Chapter 9."""
+    text = f"{type(exc).__name__} {exc}"
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text:
+        return ("\nhint: the GPU ran out of memory. Lower --batch-size and raise "
+                "--accum-steps by the same factor (the same effective batch), or use --amp.")
+    if "NCCL" in text or "ProcessGroup" in text or "DistBackendError" in text:
+        return ("\nhint: the processes could not communicate (NCCL). Check that every process "
+                "sees its GPU (CUDA_VISIBLE_DEVICES), or try one process first.")
+    if any(word in text for word in ("dynamo", "inductor", "BackendCompilerFailed", "triton")):
+        return "\nhint: torch.compile failed on this machine: run again without --compile."
+    return ""

@@ -17,7 +17,6 @@ The loop reads as its stages: `setup` (process group, data, model, optimizer, sc
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -36,8 +35,10 @@ from .batches import load_training_data, step_batches
 from .checkpoint import (
     CHECKPOINT,
     METRICS,
+    check_writable,
     load_weights,
     read_training_checkpoint,
+    run_folder_checkpoint,
     save_checkpoint,
     trim_metrics,
 )
@@ -47,14 +48,21 @@ from .config import (
     check_config,
     check_same_run,
     config_from_preset,
+    config_to_resume,
     model_config,
     recovery_changes,
-    to_tuple,
 )
 from .data import ImageSet
 from .mae import MaskedAutoencoderViT, build_mae
 from .optim import adamw, autocast_dtype, lr_at, param_groups
-from .runtime import pick_device, rng_state, set_rng_state, tf32
+from .runtime import (
+    failure_hint,
+    join_process_group,
+    pick_device,
+    rng_state,
+    set_rng_state,
+    tf32,
+)
 from .vit import use_fused_attention
 
 
@@ -110,18 +118,9 @@ def setup(cfg: TrainConfig) -> Run:
     rank = int(os.environ.get("RANK", "0"))
     check_config(cfg, world)
     out = Path(cfg.output_dir)
-    _check_writable(out)
-    device = pick_device(cfg.device)
+    check_writable(out)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    # under torchrun (even with one process): a process group and DDP, as on N GPUs
-    distributed = world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
-    if distributed:
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                    device_id=device if device.type == "cuda" else None)
+    device, distributed = join_process_group(pick_device(cfg.device))
     data = load_training_data(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     amp_dtype = autocast_dtype(device, cfg.amp)
@@ -231,7 +230,9 @@ def train(cfg: TrainConfig, resume: bool = False,
 
 
 def _train(cfg: TrainConfig, resume: bool, state: dict[str, Any] | None) -> dict[str, Any]:
-    state = _existing_checkpoint(cfg, resume, state)
+    state = run_folder_checkpoint(cfg.output_dir, resume, state)
+    if state is not None:
+        check_same_run(cfg, state["config"])
     run = setup(cfg)
     if state is not None:
         resume_from(run, state)
@@ -290,57 +291,7 @@ def _train(cfg: TrainConfig, resume: bool, state: dict[str, Any] | None) -> dict
 
 
 # ---------------------------------------------------------------------------------------------
-# Checks, files and random state
-
-
-def _existing_checkpoint(cfg: TrainConfig, resume: bool,
-                         state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The checkpoint to resume from (`state`, or read; checked to be the same run), or None
-    for a new run, which must not overwrite one; stale temporary files of interrupted writes
-    are removed."""
-    path = Path(cfg.output_dir) / CHECKPOINT
-    if resume:
-        if state is None and not path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
-                                    "--resume, or point --output-dir at the run to continue")
-        state = read_training_checkpoint(path) if state is None else state
-        check_same_run(cfg, state["config"])
-    elif path.exists():
-        raise FileExistsError(f"{path} exists: pass --resume to continue that run, or "
-                              "choose another --output-dir (nothing was overwritten)")
-    if int(os.environ.get("RANK", "0")) == 0:
-        for stale in path.parent.glob(f".{CHECKPOINT}.tmp-*"):
-            stale.unlink(missing_ok=True)
-    return state if resume else None
-
-
-def _check_writable(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(f"the output directory {str(output_dir)!r} is not writable ({exc});"
-                              " choose another with --output-dir") from exc
-
-
-# ---------------------------------------------------------------------------------------------
 # Command line
-
-
-def _hint(exc: BaseException) -> str:
-    """What to try for the failures a GPU run meets (they all arrive as RuntimeError)."""
-    text = f"{type(exc).__name__} {exc}"
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text:
-        return ("\nhint: the GPU ran out of memory. Lower --batch-size and raise "
-                "--accum-steps by the same factor (the same effective batch), or use --amp.")
-    if "NCCL" in text or "ProcessGroup" in text or "DistBackendError" in text:
-        return ("\nhint: the processes could not communicate (NCCL). Check that every process "
-                "sees its GPU (CUDA_VISIBLE_DEVICES), or try one process first.")
-    if any(word in text for word in ("dynamo", "inductor", "BackendCompilerFailed", "triton")):
-        return "\nhint: torch.compile failed on this machine: run again without --compile."
-    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,17 +308,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --resume: no checkpoint at {ckpt}", file=sys.stderr)
             return 2
         state = read_training_checkpoint(ckpt)  # read once: train() is handed it
-        saved = state["config"]
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        cfg = TrainConfig(**{k: to_tuple(v) for k, v in saved.items() if k in known})
-        cfg = dataclasses.replace(cfg, **given)
+        cfg = config_to_resume(state["config"], **given)
     else:
         cfg = config_from_preset(preset, **given)
     try:
         train(cfg, resume=resume, state=state)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError,
             NonFiniteLossError) as exc:
-        print(f"error: {exc}{_hint(exc)}", file=sys.stderr)
+        print(f"error: {exc}{failure_hint(exc)}", file=sys.stderr)
         return 1
     finally:
         if dist.is_initialized():

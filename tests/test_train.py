@@ -323,10 +323,11 @@ def test_tf32_on_nvidia_gpus_only_and_only_while_training(monkeypatch, tmp_path)
 
 
 def test_gpu_failures_come_with_a_hint():
-    assert "--accum-steps" in tr._hint(torch.OutOfMemoryError("CUDA out of memory"))
-    assert "NCCL" in tr._hint(RuntimeError("NCCL error: unhandled system error"))
-    assert "without --compile" in tr._hint(RuntimeError("BackendCompilerFailed: inductor"))
-    assert tr._hint(RuntimeError("something else")) == ""
+    assert "--accum-steps" in mt.runtime.failure_hint(torch.OutOfMemoryError("CUDA out of memory"))
+    assert "NCCL" in mt.runtime.failure_hint(RuntimeError("NCCL error: unhandled system error"))
+    compile_error = RuntimeError("BackendCompilerFailed: inductor")
+    assert "without --compile" in mt.runtime.failure_hint(compile_error)
+    assert mt.runtime.failure_hint(RuntimeError("something else")) == ""
 
 
 def test_ddp_does_not_rebroadcast_the_constant_position_tables(tmp_path, monkeypatch):
