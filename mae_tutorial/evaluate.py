@@ -230,16 +230,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
     """
     device = pick_device(None if device == "auto" else str(device))
     torch.manual_seed(seed)
-    num_classes = len(data_train.classes)
-    fused = use_fused_attention(device, autocast_dtype(device, "auto"))
-    if not pretrained:  # only the architecture of `mae` is used; the weights stay random
-        model = VisionTransformer(num_classes=num_classes, global_pool=True,
-                                  drop_path_rate=drop_path_rate, fused_attention=fused,
-                                  **mae.config.encoder_kwargs())
-    else:
-        model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate,
-                             fused_attention=fused)
-    model.to(device)
+    model = _classifier(mae, pretrained, len(data_train.classes), drop_path_rate, device)
     frozen = [] if tune_blocks is None else freeze_all_but_last(model, tune_blocks)
     with tf32(device):  # TF32 on NVIDIA GPUs, for this fine-tuning only
         groups = layer_decay_groups(model, weight_decay, layer_decay)
@@ -268,16 +259,34 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, len(data_test), 500):
-                imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size,
-                                     device)
-                with _autocast(device):
-                    logits = model(imgs)
-                correct += (logits.argmax(1).cpu() == data_test.labels[start:start + 500]).sum()
-    return {"accuracy": 100.0 * int(correct) / len(data_test), "steps": total}
+        return {"accuracy": _test_accuracy(model, data_test, device), "steps": total}
+
+
+def _classifier(mae: MaskedAutoencoderViT, pretrained: bool, num_classes: int,
+                drop_path_rate: float, device: torch.device) -> VisionTransformer:
+    """The classifier `finetune` trains: `mae`'s encoder (or its architecture at random
+    weights), global pooling, the attention kernel suited to the device's mixed precision."""
+    fused = use_fused_attention(device, autocast_dtype(device, "auto"))
+    if not pretrained:  # only the architecture of `mae` is used; the weights stay random
+        model = VisionTransformer(num_classes=num_classes, global_pool=True,
+                                  drop_path_rate=drop_path_rate, fused_attention=fused,
+                                  **mae.config.encoder_kwargs())
+    else:
+        model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate,
+                             fused_attention=fused)
+    return model.to(device)
+
+
+@torch.no_grad()
+def _test_accuracy(model: VisionTransformer, data_test: ImageSet, device: torch.device) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(data_test), 500):
+        imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size, device)
+        with _autocast(device):
+            logits = model(imgs)
+        correct += int((logits.argmax(1).cpu() == data_test.labels[start:start + 500]).sum())
+    return 100.0 * correct / len(data_test)
 
 
 # ---------------------------------------------------------------------------------------------
