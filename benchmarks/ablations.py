@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from mae_tutorial.data import evaluation_split
-from mae_tutorial.evaluate import SHORT_FINETUNE
+from mae_tutorial.finetune import SHORT_FINETUNE
 from mae_tutorial.lab import ablations, book_model, finetune_once
 from mae_tutorial.optim import autocast_dtype, cpu_has_native_bf16
 

@@ -231,7 +231,7 @@ def evaluation(m: Machine) -> str:
     data = mt.data.load_dataset("synthetic", synthetic_size=m.args.images)
     test = mt.data.load_dataset("synthetic", train=False).first(500)
     report = mt.evaluate.frozen_feature_report(model, data, test, probe_epochs=2)
-    tuned = mt.evaluate.finetune(data, test, model, epochs=1, batch_size=m.args.batch,
+    tuned = mt.finetune.finetune(data, test, model, epochs=1, batch_size=m.args.batch,
                                  device=m.device)
     return (f"k-NN {report['knn']:.1f}%, probe {report['linear_probe']:.1f}%, fine-tuned "
             f"{tuned['accuracy']:.1f}% after {tuned['steps']} steps")
@@ -284,7 +284,7 @@ def throughput_table(args, device: torch.device, work: Path, bf16: bool) -> str:
     ft = []
     for epochs in (1, 2):
         begin = time.perf_counter()
-        quiet(mt.evaluate.finetune, data, test, mae, epochs=epochs, batch_size=128,
+        quiet(mt.finetune.finetune, data, test, mae, epochs=epochs, batch_size=128,
               device=device)
         ft.append(time.perf_counter() - begin)
     per_epoch = (ft[1] - ft[0]) * 50_000 / images

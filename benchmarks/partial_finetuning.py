@@ -26,7 +26,7 @@ import torch
 from ablations import ROOT, machine, write  # one home for the results files' format
 
 from mae_tutorial.data import evaluation_split
-from mae_tutorial.evaluate import SHORT_FINETUNE
+from mae_tutorial.finetune import SHORT_FINETUNE
 from mae_tutorial.lab import book_model, finetune_once
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "partial_finetuning.json"

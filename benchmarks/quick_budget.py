@@ -59,9 +59,9 @@ def main() -> None:
     if args.finetune:
         for pretrained in (True, False):
             start = time.perf_counter()
-            tuned = mt.evaluate.finetune(train_set, test_set, mae, pretrained=pretrained,
+            tuned = mt.finetune.finetune(train_set, test_set, mae, pretrained=pretrained,
                                          seed=0, device="cpu",
-                                         **mt.evaluate.SHORT_FINETUNE)
+                                         **mt.finetune.SHORT_FINETUNE)
             print(f"fine-tuned {'pre-trained' if pretrained else 'from scratch'}: "
                   f"{tuned['accuracy']:.1f}% after {tuned['steps']} steps in "
                   f"{time.perf_counter() - start:.0f} s")

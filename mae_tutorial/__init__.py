@@ -28,7 +28,7 @@ from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncode
 
 # The outer layer, one module per concern, loaded when first used.
 SUBMODULES = ("augment", "autoencoder", "batches", "checkpoint", "config", "data", "evaluate",
-              "hf", "lab", "official", "optim", "paper", "photos", "train", "viz")
+              "finetune", "hf", "lab", "official", "optim", "paper", "photos", "train", "viz")
 # Names handed on from the outer layer: name -> its module.
 LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
               "read_checkpoint": "checkpoint", "vit_from_mae": "checkpoint",

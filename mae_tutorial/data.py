@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .runtime import derive_seed
 
@@ -44,6 +45,17 @@ def normalize(imgs: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch
     m = torch.as_tensor(mean, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=imgs.dtype, device=imgs.device).view(1, -1, 1, 1)
     return (imgs - m) / s
+
+
+def model_inputs(data: ImageSet, start: int, stop: int, img_size: int,
+                 device: torch.device) -> torch.Tensor:
+    """Images `start:stop` of `data` as a model takes them: floats normalized with the set's
+    statistics, on `device`, resized (bicubic) when the model's `img_size` differs. Chapter 7."""
+    imgs = normalize(data.images[start:stop].float().div(255), data.mean, data.std).to(device)
+    if imgs.shape[-1] != img_size:
+        imgs = F.interpolate(imgs, size=(img_size, img_size), mode="bicubic",
+                             align_corners=False)
+    return imgs
 
 
 def denormalize(imgs: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

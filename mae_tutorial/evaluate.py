@@ -5,8 +5,8 @@
   BatchNorm without affine parameters before the linear head. Here the features are computed
   once, without augmentation, and the head is trained with SGD (the paper uses LARS with a
   16,384 batch and augmented crops).
-- Fine-tuning: the encoder plus a new head, global average pooling, layer-wise learning-rate
-  decay, drop path; compared with the same ViT trained from scratch on the same budget.
+- Fine-tuning (module `finetune`): the encoder plus a new head, global average pooling,
+  layer-wise learning-rate decay, drop path; compared with the same ViT trained from scratch.
 - Reconstruction in the official demo's four panels (the cls token's attention maps, chapter 3's
   picture, are `vit.cls_attention_maps`).
 
@@ -16,42 +16,19 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from .augment import DeviceAugment
-from .checkpoint import mae_from_checkpoint, vit_from_mae
-from .data import DATASETS, ImageSet, load_dataset, normalize
+from .checkpoint import mae_from_checkpoint
+from .data import DATASETS, ImageSet, load_dataset, model_inputs
+from .finetune import finetune
 from .mae import MaskedAutoencoderViT, build_mae, normalize_patches
-from .optim import adamw, autocast_dtype, layer_decay_groups, lr_at
+from .optim import autocast_for, lr_at
 from .patches import patchify, unpatchify
-from .runtime import pick_device, tf32
-from .vit import VisionTransformer, use_fused_attention
-
-# Chapter 7's short fine-tuning, which also judges every ablation: three epochs, so a base lr
-# ten times the paper's 1e-3 (with 1e-3, three epochs leave the network far from trained).
-SHORT_FINETUNE = {"epochs": 3, "base_lr": 1e-2}
-
-
-def _autocast(device: torch.device) -> torch.autocast:
-    """bf16 on GPUs that have it, fp16 on older ones (the T4), fp32 elsewhere."""
-    dtype = autocast_dtype(device, "auto")
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-def _model_inputs(data: ImageSet, start: int, stop: int, img_size: int,
-                  device: torch.device) -> torch.Tensor:
-    imgs = normalize(data.images[start:stop].float().div(255), data.mean, data.std).to(device)
-    if imgs.shape[-1] != img_size:
-        imgs = F.interpolate(imgs, size=(img_size, img_size), mode="bicubic",
-                             align_corners=False)
-    return imgs
-
+from .runtime import pick_device
 
 # ---------------------------------------------------------------------------------------------
 # Reconstruction
@@ -71,7 +48,7 @@ def reconstruction_score(model: MaskedAutoencoderViT, data: ImageSet, num_images
     total = zero = 0.0
     n = min(num_images, len(data))
     for start in range(0, n, batch_size):
-        imgs = _model_inputs(data, start, min(n, start + batch_size), model.config.img_size,
+        imgs = model_inputs(data, start, min(n, start + batch_size), model.config.img_size,
                              device)
         noise = torch.rand(len(imgs), model.num_patches, generator=g).to(device)
         loss, pred, mask = model(imgs, mask_ratio, noise)
@@ -137,8 +114,8 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(data), batch_size):
-        imgs = _model_inputs(data, start, start + batch_size, model.config.img_size, device)
-        with _autocast(device):
+        imgs = model_inputs(data, start, start + batch_size, model.config.img_size, device)
+        with autocast_for(device):
             tokens = model.forward_encoder(imgs)[0]
         out.append((tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(dim=1)).float().cpu())
     model.train(was_training)
@@ -192,101 +169,6 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     head.eval()
     with torch.no_grad():
         return 100.0 * (head(test_x).argmax(1) == test_y).float().mean().item()
-
-
-# ---------------------------------------------------------------------------------------------
-# Fine-tuning
-
-
-def freeze_all_but_last(model: VisionTransformer, blocks: int) -> list[nn.Module]:
-    """Partial fine-tuning (the paper's Sec. 4.3, Fig. 9): freeze the patch embedding, the cls
-    token and all but the last `blocks` Transformer blocks of `model`; those blocks, the
-    pooling norm and the head stay trainable. `blocks=0` leaves only the norm and the head.
-    Returns the frozen blocks. The after-MAE page (and chapter 7's exercise 2)."""
-    depth = len(model.blocks)
-    if not 0 <= blocks <= depth:
-        raise ValueError(f"tune_blocks={blocks}: this ViT has {depth} blocks; tune 0 to "
-                         f"{depth} of them, or None for all")
-    frozen = list(model.blocks)[:depth - blocks]
-    for module in (model.patch_embed, *frozen):
-        module.requires_grad_(False)
-    model.cls_token.requires_grad_(False)
-    return frozen
-
-
-def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderViT,
-             pretrained: bool = True, epochs: int = 5, batch_size: int = 128,
-             base_lr: float = 1e-3, layer_decay: float = 0.75, weight_decay: float = 0.05,
-             drop_path_rate: float = 0.1, label_smoothing: float = 0.1, seed: int = 0,
-             tune_blocks: int | None = None, device: str | torch.device = "auto",
-             progress: bool = False) -> dict[str, float]:
-    """Fine-tune a classifier from `mae`'s encoder (or, with `pretrained=False`, the same ViT
-    from random weights: the from-scratch baseline) and return its test accuracy (%).
-
-    Global average pooling, layer-wise lr decay, drop path, random-resized-crop + flip
-    augmentation on the device, label smoothing, AdamW with warm-up and cosine decay; with
-    `progress`, a progress bar on stderr. `tune_blocks=k` trains only the last k Transformer
-    blocks, the pooling norm and the head (`freeze_all_but_last`); None trains all. Chapter 7.
-    """
-    device = pick_device(None if device == "auto" else str(device))
-    torch.manual_seed(seed)
-    model = _classifier(mae, pretrained, len(data_train.classes), drop_path_rate, device)
-    frozen = [] if tune_blocks is None else freeze_all_but_last(model, tune_blocks)
-    with tf32(device):  # TF32 on NVIDIA GPUs, for this fine-tuning only
-        groups = layer_decay_groups(model, weight_decay, layer_decay)
-        opt = adamw(groups, (0.9, 0.999), device)
-        scaler = torch.amp.GradScaler(device.type,
-                                      enabled=autocast_dtype(device, "auto") == torch.float16)
-        augment = DeviceAugment(data_train.mean, data_train.std, model.patch_embed.img_size,
-                                scale=(0.08, 1.0))
-        images, labels = data_train.images.to(device), data_train.labels.to(device)
-        g = torch.Generator(device=device).manual_seed(seed)
-        steps_per_epoch = len(data_train) // batch_size
-        total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
-        warmup = max(1, math.ceil(total * 0.1))
-        model.train()
-        for block in frozen:  # frozen blocks compute as at test time: no drop path
-            block.eval()
-        for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
-            idx = torch.randint(0, len(images), (batch_size,), generator=g, device=device)
-            lr = lr_at(step, total, peak, 1e-6, warmup)
-            for group in opt.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            with _autocast(device):
-                loss = F.cross_entropy(model(augment(images[idx], g)), labels[idx],
-                                       label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        return {"accuracy": _test_accuracy(model, data_test, device), "steps": total}
-
-
-def _classifier(mae: MaskedAutoencoderViT, pretrained: bool, num_classes: int,
-                drop_path_rate: float, device: torch.device) -> VisionTransformer:
-    """The classifier `finetune` trains: `mae`'s encoder (or its architecture at random
-    weights), global pooling, the attention kernel suited to the device's mixed precision."""
-    fused = use_fused_attention(device, autocast_dtype(device, "auto"))
-    if not pretrained:  # only the architecture of `mae` is used; the weights stay random
-        model = VisionTransformer(num_classes=num_classes, global_pool=True,
-                                  drop_path_rate=drop_path_rate, fused_attention=fused,
-                                  **mae.config.encoder_kwargs())
-    else:
-        model = vit_from_mae(mae, num_classes, global_pool=True, drop_path_rate=drop_path_rate,
-                             fused_attention=fused)
-    return model.to(device)
-
-
-@torch.no_grad()
-def _test_accuracy(model: VisionTransformer, data_test: ImageSet, device: torch.device) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(data_test), 500):
-        imgs = _model_inputs(data_test, start, start + 500, model.patch_embed.img_size, device)
-        with _autocast(device):
-            logits = model(imgs)
-        correct += int((logits.argmax(1).cpu() == data_test.labels[start:start + 500]).sum())
-    return 100.0 * correct / len(data_test)
 
 
 # ---------------------------------------------------------------------------------------------

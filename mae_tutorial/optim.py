@@ -100,3 +100,10 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if gpu_has_native_bf16(device) else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast_for(device: torch.device, amp: str = "auto") -> torch.autocast:
+    """Autocast in the dtype `autocast_dtype(device, amp)` picks; disabled where that is fp32.
+    Evaluation and fine-tuning run under it (chapter 7)."""
+    dtype = autocast_dtype(device, amp)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

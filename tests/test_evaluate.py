@@ -5,6 +5,7 @@ import torch
 
 import mae_tutorial as mt
 from mae_tutorial import evaluate as ev
+from mae_tutorial import finetune as ft
 from mae_tutorial.checkpoint import vit_from_mae
 from mae_tutorial.data import load_dataset
 
@@ -52,7 +53,7 @@ def test_linear_probe_learns_a_linear_rule():
 
 
 def test_features_of_the_frozen_encoder(monkeypatch):
-    monkeypatch.setattr(ev, "autocast_dtype", lambda device, amp: None)  # exact, in fp32
+    monkeypatch.setattr(mt.optim, "autocast_dtype", lambda device, amp: None)  # exact, in fp32
     model = tiny()
     data = load_dataset("synthetic", synthetic_size=64)
     cls = ev.extract_features(model, data, "cls", batch_size=20)
@@ -134,7 +135,7 @@ def test_finetune_runs_both_ways():
     test = load_dataset("synthetic", train=False)
     test.images, test.labels = test.images[:100], test.labels[:100]
     for pretrained in (True, False):
-        result = ev.finetune(data, test, tiny(), pretrained, epochs=1, batch_size=64)
+        result = ft.finetune(data, test, tiny(), pretrained, epochs=1, batch_size=64)
         assert result["steps"] == 4 and 0 <= result["accuracy"] <= 100
 
 
@@ -187,7 +188,7 @@ def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):
 
     model.forward_encoder = forward_encoder
     # as on a GPU with bf16: the features are computed under autocast
-    monkeypatch.setattr(mt.evaluate, "autocast_dtype", lambda device, amp: torch.bfloat16)
+    monkeypatch.setattr(mt.optim, "autocast_dtype", lambda device, amp: torch.bfloat16)
     data = mt.data.load_dataset("synthetic", synthetic_size=16)
     feats = mt.evaluate.extract_features(model, data, batch_size=8)
     assert seen == [True, True] and feats.dtype == torch.float32
@@ -195,7 +196,7 @@ def test_evaluation_runs_under_the_devices_mixed_precision(monkeypatch):
 
 def test_partial_finetuning_trains_only_the_last_blocks_and_the_head():
     vit = vit_from_mae(tiny(), num_classes=4, global_pool=True)
-    frozen = ev.freeze_all_but_last(vit, 1)
+    frozen = ft.freeze_all_but_last(vit, 1)
     assert frozen == [vit.blocks[0]]
     trainable = {n for n, p in vit.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("blocks.1.", "fc_norm.", "head.")) for n in trainable)
@@ -210,12 +211,12 @@ def test_partial_finetuning_trains_only_the_last_blocks_and_the_head():
     for name, p in vit.named_parameters():
         assert torch.equal(p, before[name]) != (name in trainable), name
     with pytest.raises(ValueError, match="this ViT has 2 blocks"):
-        ev.freeze_all_but_last(vit, 3)
+        ft.freeze_all_but_last(vit, 3)
 
 
 def test_finetune_tunes_only_the_head_when_asked():
     data = load_dataset("synthetic", synthetic_size=256)
     test = load_dataset("synthetic", train=False)
     test.images, test.labels = test.images[:100], test.labels[:100]
-    result = ev.finetune(data, test, tiny(), epochs=1, batch_size=64, tune_blocks=0)
+    result = ft.finetune(data, test, tiny(), epochs=1, batch_size=64, tune_blocks=0)
     assert result["steps"] == 4 and 0 <= result["accuracy"] <= 100

@@ -19,7 +19,8 @@ from .. import paper
 from ..checkpoint import read_metrics
 from ..config import config_from_preset, model_config
 from ..data import ImageSet, evaluation_split
-from ..evaluate import SHORT_FINETUNE, frozen_feature_report
+from ..evaluate import frozen_feature_report
+from ..finetune import SHORT_FINETUNE
 from ..mae import build_mae
 from .cache import book_model, finetune_once
 

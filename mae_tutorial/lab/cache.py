@@ -31,7 +31,7 @@ import torch
 from ..checkpoint import CHECKPOINT, mae_from_checkpoint
 from ..config import SESSION_FIELDS, TrainConfig, config_from_preset
 from ..data import ImageSet
-from ..evaluate import finetune
+from ..finetune import finetune
 from ..mae import MaskedAutoencoderViT
 from ..optim import autocast_dtype
 from ..runtime import pick_device
@@ -153,19 +153,19 @@ _FINETUNE_SIGNATURE = inspect.signature(finetune)
 
 def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
                   mae: MaskedAutoencoderViT, **kwargs: Any) -> dict[str, float]:
-    """`evaluate.finetune(data_train, data_test, mae, **kwargs)` for the model pre-trained in
+    """`finetune.finetune(data_train, data_test, mae, **kwargs)` for the model pre-trained in
     `run` (a folder of `pretrain_once`), computed on the first call (with a progress bar on
     stderr) and kept in that folder as JSON, keyed by the settings and the data; later calls
     read it. Chapters 7 and 9.
 
-    The key hashes the source of `evaluate` and of what it imports too, so new fine-tuning
-    code means a new fine-tuning (new figure code does not)."""
+    The key hashes the source of `finetune` and of what it imports too, so new fine-tuning
+    code means a new fine-tuning (new evaluation or figure code does not)."""
     call = _FINETUNE_SIGNATURE.bind(data_train, data_test, mae, **kwargs)
     call.apply_defaults()  # a default passed explicitly or left out is the same setting
     settings = json.dumps({k: str(v) for k, v in sorted(call.arguments.items())
                            if k not in ("data_train", "data_test", "mae", "device",
                                         "progress")})
-    digest = _source_digest("evaluate")
+    digest = _source_digest("finetune")
     digest.update(settings.encode())
     for data in (data_train, data_test):
         digest.update(data.images.numpy().tobytes() + data.labels.numpy().tobytes())
