@@ -38,9 +38,10 @@ def normalize_patches(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 @dataclass(frozen=True)
 class MAEConfig:
-    """An MAE architecture (chapter 4): the encoder ViT, the decoder and the loss target, with
-    the paper's argument names. Presets are instances (`MODEL_PRESETS`); `replace` derives one.
-    The defaults are the paper's ViT-L/16."""
+    """An MAE architecture (chapter 4): the encoder ViT, the decoder and the loss target, named
+    as the official code's `MaskedAutoencoderViT` arguments (plus the LayerNorm eps and the
+    Table 1c ablation flag). Presets are instances (`MODEL_PRESETS`); `replace` derives one.
+    The defaults are the paper's ViT-L/16 with its 8-block, 512-d decoder."""
 
     img_size: int = 224
     patch_size: int = 16
