@@ -22,7 +22,7 @@ from .mae import (
 )
 from .masking import num_visible, random_masking
 from .patches import patchify, unpatchify
-from .pos_embed import sincos_2d
+from .pos_embed import interpolate_pos_embed, sincos_2d
 from .runtime import derive_seed, pick_device, seed_everything
 from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncoder
 
@@ -37,7 +37,7 @@ LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
 __all__ = [
     "MODEL_PRESETS", "Attention", "Block", "EncoderMaskTokenMAE", "MAEConfig",
     "MaskedAutoencoderViT", "Mlp", "PatchEmbed", "ViTEncoder", "VisionTransformer", "build_mae",
-    "derive_seed", "mae_from_preset",
+    "derive_seed", "interpolate_pos_embed", "mae_from_preset",
     "normalize_patches", "num_visible", "patchify", "pick_device", "random_masking",
     "seed_everything", "sincos_2d", "unpatchify", *SUBMODULES, *LAZY_NAMES,
 ]

@@ -58,16 +58,16 @@ class AugmentedImages(torch.utils.data.Dataset):
 
 
 def sample_crop_boxes(n: int, height: int, width: int, scale=(0.2, 1.0),
-                      ratio=(3 / 4, 4 / 3), generator: torch.Generator | None = None,
-                      device: torch.device | str = "cpu") -> torch.Tensor:
-    """Random-resized-crop boxes (top, left, h, w) for n images, (n, 4) float, drawn as
-    torchvision does: 10 tries of area in `scale` and log-uniform aspect `ratio`, first fit
+                      ratio=(3 / 4, 4 / 3), generator: torch.Generator | None = None
+                      ) -> torch.Tensor:
+    """Random-resized-crop boxes (top, left, h, w) for n images, (n, 4) float on the CPU, drawn
+    as torchvision does: 10 tries of area in `scale` and log-uniform aspect `ratio`, first fit
     wins, else the largest centred crop within the ratio bounds. Chapter 6."""
     tries = 10
     area = height * width
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator, device=device)
+        return torch.rand(*shape, generator=generator)
 
     target = area * (scale[0] + (scale[1] - scale[0]) * rand(n, tries))
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * rand(n, tries)
@@ -75,7 +75,7 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.2, 1.0),
     w = torch.sqrt(target * aspect).round()
     h = torch.sqrt(target / aspect).round()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1, device=device))
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1))
     pick = first.clamp(min=0).unsqueeze(1)
     w, h = w.gather(1, pick).squeeze(1), h.gather(1, pick).squeeze(1)
     top = torch.floor(rand(n) * (height - h + 1))
@@ -133,10 +133,12 @@ class DeviceAugment:
 
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        boxes = sample_crop_boxes(n, height, width, self.scale, generator=generator,
-                                  device=device)
-        flip = torch.rand(n, generator=generator, device=device) < 0.5
-        return boxes, flip
+        """Crop boxes (n, 4) and flips (n,) drawn on the CPU (from `generator`, a CPU
+        generator, or the global CPU stream), then copied to `device`: the same draws
+        whatever the device."""
+        boxes = sample_crop_boxes(n, height, width, self.scale, generator=generator)
+        flip = torch.rand(n, generator=generator) < 0.5
+        return boxes.to(device), flip.to(device)
 
     def apply(self, images_uint8: torch.Tensor, boxes: torch.Tensor,
               flip: torch.Tensor) -> torch.Tensor:

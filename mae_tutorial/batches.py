@@ -1,7 +1,9 @@
 """What a run trains on (chapter 6): the training set (downloaded by one process under
 torchrun), and for every step the data order, the augmentation and the masking noise, each
 drawn from its own seeded stream for the whole global batch, so a step is a pure function of
-(seed, step) and every process takes its share of the same batch."""
+(seed, step) and every process takes its share of the same batch. Every draw is made on the
+CPU and then copied to the device, so a CPU, a T4 and an H100 run the same experiment (up to
+the arithmetic of each device)."""
 
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ class EpochOrder:
         return self._order[pos * self.batch_size:(pos + 1) * self.batch_size]
 
 
-def _step_generator(seed: int, stream: str, it: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(derive_seed(seed, stream, it))
+def step_generator(seed: int, stream: str, it: int) -> torch.Generator:
+    """The CPU generator of one random stream ("mask", "augment", ...) at micro-step `it`:
+    the draws of a step depend on (seed, stream, step) only, never on the device. Chapter 6."""
+    return torch.Generator().manual_seed(derive_seed(seed, stream, it))
 
 
 class StepBatchSampler(torch.utils.data.Sampler):
@@ -76,13 +80,11 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
     size, num_patches = MODEL_PRESETS[cfg.model].img_size, MODEL_PRESETS[cfg.model].num_patches
 
     def noise_for(it: int) -> torch.Tensor:  # (N, L): the smallest K values stay visible
-        if cfg.masking == "random":
-            g = _step_generator(cfg.seed, "mask", it, device)
-            return torch.rand(cfg.batch_size, num_patches, generator=g, device=device)[share]
-        g = _step_generator(cfg.seed, "mask", it, torch.device("cpu"))  # ablations (Table 1f)
+        g = step_generator(cfg.seed, "mask", it)
         grid = int(num_patches**0.5)
-        noise = (grid_masking_noise(cfg.batch_size, grid, g) if cfg.masking == "grid" else
-                 block_masking_noise(cfg.batch_size, grid, cfg.mask_ratio, g))
+        noise = (torch.rand(cfg.batch_size, num_patches, generator=g) if cfg.masking == "random"
+                 else grid_masking_noise(cfg.batch_size, grid, g) if cfg.masking == "grid"
+                 else block_masking_noise(cfg.batch_size, grid, cfg.mask_ratio, g))  # Table 1f
         return noise[share].to(device)
 
     if cfg.pipeline == "device":
@@ -91,7 +93,7 @@ def step_batches(cfg: TrainConfig, data: ImageSet, device: torch.device, start: 
         order = EpochOrder(len(data), cfg.batch_size, cfg.seed, device)
         for it in range(start, stop):
             idx = order.batch(it)[share]
-            g = _step_generator(cfg.seed, "augment", it, device)
+            g = step_generator(cfg.seed, "augment", it)
             boxes, flip = augment.sample(cfg.batch_size, *images.shape[-2:], g, device)
             yield augment.apply(images[idx], boxes[share], flip[share]), noise_for(it)
     else:
@@ -110,7 +112,7 @@ def load_training_data(cfg: TrainConfig, world: int, local_rank: int) -> ImageSe
     never write the same archive at once. The errata appendix and chapter 9."""
     def load(download: bool) -> ImageSet:
         return load_dataset(cfg.dataset, cfg.data_root, train=True, download=download,
-                            synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+                            synthetic_size=cfg.synthetic_size, seed=cfg.data_seed)
 
     if world == 1 or cfg.dataset != "cifar10":
         return load(download=True)

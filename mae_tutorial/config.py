@@ -22,10 +22,13 @@ class TrainConfig:
     """Everything a pre-training run depends on (saved in every checkpoint). Chapter 6."""
 
     # what to train, on what
-    dataset: str = _f("synthetic", "'synthetic' (generated offline), 'photos' (crops of the "
+    dataset: str = _f("synthetic", "'synthetic' (shapes), 'patterns' or 'shapes_on_patterns' "
+                                   "(generated offline), 'photos' (crops of the "
                                    "shipped photographs) or 'cifar10' (downloaded)")
     data_root: str = _f("data", "folder where datasets are stored or downloaded")
-    synthetic_size: int = _f(50_000, "number of images in the synthetic training set")
+    synthetic_size: int = _f(50_000, "number of images in a generated training set")
+    data_seed: int = _f(0, "seed of a generated training set's images (not CIFAR-10's); --seed "
+                           "leaves them as they are, so runs of several seeds see the same data")
     norm_pix_loss: bool = _f(True, "predict per-patch normalized pixels (the paper's best target; "
                                    "its ablations' default is raw pixels)")
     mask_ratio: float = _f(0.75, "fraction of patches removed from every image")
@@ -141,7 +144,7 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
     for name in ("batch_size", "accum_steps", "checkpoint_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.dataset == "synthetic" and cfg.synthetic_size < cfg.batch_size:
+    if cfg.dataset != "cifar10" and cfg.synthetic_size < cfg.batch_size:
         raise ValueError(f"synthetic_size {cfg.synthetic_size} is smaller than one batch "
                          f"({cfg.batch_size})")
 

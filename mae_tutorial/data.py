@@ -31,8 +31,12 @@ DATASET_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "synthetic": ((0.5017, 0.5005, 0.5001), (0.2889, 0.2884, 0.2880)),
     "photos": ((0.4579, 0.3323, 0.3159), (0.2989, 0.2301, 0.2324)),
+    "patterns": ((0.5001, 0.4990, 0.4997), (0.2820, 0.2822, 0.2821)),
+    "shapes_on_patterns": ((0.4998, 0.4997, 0.5000), (0.2232, 0.2234, 0.2233)),
 }
 DATASETS = tuple(DATASET_STATS)
+# The generated sets of `patterns` (chapter 1), where raw pixels fail.
+GENERATED = ("patterns", "shapes_on_patterns")
 SYNTHETIC_CLASSES = ("disk", "square", "triangle", "ring", "cross", "diamond",
                      "horizontal stripes", "vertical stripes", "checkerboard", "two dots")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -90,11 +94,14 @@ def make_synthetic(num_images: int, seed: int = 0, size: int = 32,
     return images, labels
 
 
-def _synthetic_chunk(n: int, g: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def shape_masks(labels: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
+    """(n, S, S) boolean masks of the shapes of class `labels` (`SYNTHETIC_CLASSES`), each at
+    a random position and size, drawn from `g`. Chapter 1."""
+    n = len(labels)
+
     def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, *shape, generator=g)
 
-    labels = torch.randint(0, 10, (n,), generator=g)
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S) pixel centres
     radius = uniform(0.22, 0.38).mul(size).view(n, 1, 1)
@@ -116,7 +123,17 @@ def _synthetic_chunk(n: int, g: torch.Generator, size: int) -> tuple[torch.Tenso
         (box < 0.9) & (torch.sin(u * freq * math.pi) * torch.sin(v * freq * math.pi) > 0),
         ((u - 0.5) ** 2 + v**2 < 0.2) | ((u + 0.5) ** 2 + v**2 < 0.2),  # two dots
     ], dim=1)  # (n, 10, S, S)
-    inside = shapes[torch.arange(n), labels].unsqueeze(1)  # (n, 1, S, S)
+    return shapes[torch.arange(n), labels]
+
+
+def _synthetic_chunk(n: int, g: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, *shape, generator=g)
+
+    labels = torch.randint(0, 10, (n,), generator=g)
+    inside = shape_masks(labels, g, size).unsqueeze(1)  # (n, 1, S, S)
+    coords = torch.arange(size, dtype=torch.float32) + 0.5
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S) pixel centres
 
     # Colours: background and shape far apart in RGB, so the shape is always visible.
     background = uniform(0.0, 1.0, 3)
@@ -206,6 +223,16 @@ def load_dataset(name: str, root: str | Path = "data", train: bool = True,
         images, labels = make_synthetic(n, seed=seed, split="train" if train else "test")
         mean, std = DATASET_STATS["synthetic"]
         return ImageSet("synthetic", images, labels, SYNTHETIC_CLASSES, mean, std)
+    if name in GENERATED:
+        from . import patterns
+
+        make, classes = {"patterns": (patterns.make_patterns, patterns.PATTERN_CLASSES),
+                         "shapes_on_patterns": (patterns.make_shapes_on_patterns,
+                                                SYNTHETIC_CLASSES)}[name]
+        images, labels = make(synthetic_size if train else 10_000, seed=seed,
+                              split="train" if train else "test")
+        mean, std = DATASET_STATS[name]
+        return ImageSet(name, images, labels, classes, mean, std)
     if name == "photos":
         from .photos import PHOTO_TEST_SIZE, PHOTOS, make_photo_crops  # photos imports data
 
@@ -217,9 +244,10 @@ def load_dataset(name: str, root: str | Path = "data", train: bool = True,
                      "('synthetic' and 'photos' need no download, 'cifar10' is downloaded)")
 
 
-def evaluation_split(train_size: int = 5000, test_size: int = 2000) -> tuple[ImageSet, ImageSet]:
+def evaluation_split(train_size: int = 5000, test_size: int = 2000,
+                     dataset: str = "synthetic") -> tuple[ImageSet, ImageSet]:
     """The labelled images the book judges features on (chapters 5 and 7, the ablations):
-    `train_size` images of 'synthetic' drawn with seed 1, not the pre-training set (seed 0),
-    and its first `test_size` test images."""
-    train = load_dataset("synthetic", synthetic_size=train_size, seed=1)
-    return train, load_dataset("synthetic", train=False).first(test_size)
+    `train_size` images of the generated `dataset` drawn with seed 1, not the pre-training
+    images (seed 0), and its first `test_size` test images."""
+    train = load_dataset(dataset, synthetic_size=train_size, seed=1)
+    return train, load_dataset(dataset, train=False).first(test_size)

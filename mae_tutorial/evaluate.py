@@ -146,8 +146,9 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     BatchNorm (no affine) in front; SGD with momentum, warm-up and a cosine schedule. Chapter 7."""
     g = torch.Generator().manual_seed(seed)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6),
-                         nn.Linear(train_x.shape[1], num_classes))
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6),
+                             nn.Linear(train_x.shape[1], num_classes))
     nn.init.trunc_normal_(head[1].weight, std=0.01, generator=g)
     nn.init.zeros_(head[1].bias)
     opt = torch.optim.SGD(head.parameters(), lr=0.0, momentum=0.9, weight_decay=0.0)
@@ -186,18 +187,81 @@ def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
                                          epochs=probe_epochs)}
 
 
+def random_init(model: MaskedAutoencoderViT, seed: int = 0) -> MaskedAutoencoderViT:
+    """The architecture of `model` at the random initialization seed `seed` gives, on its
+    device (the global random state is left as it was). Chapter 7."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_mae(model.config).to(next(model.parameters()).device)
+
+
 def against_random_init(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
                         pool: str = "mean", probe_epochs: int = 50,
                         seed: int = 0) -> dict[str, dict[str, float]]:
     """What pre-training bought: `frozen_feature_report` of `model` ("pre-trained"), of the
-    same architecture at the random initialization seed `seed` gives ("random init", the
-    global random state left as it was), and the difference ("gain", in points). Chapter 7."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random_init = build_mae(model.config).to(next(model.parameters()).device)
-        rows = {name: frozen_feature_report(m, data_train, data_test, pool, probe_epochs)
-                for name, m in (("pre-trained", model), ("random init", random_init))}
+    same architecture at the random initialization seed `seed` gives ("random init", see
+    `random_init`), and the difference ("gain", in points). Chapter 7."""
+    rows = {name: frozen_feature_report(m, data_train, data_test, pool, probe_epochs)
+            for name, m in (("pre-trained", model), ("random init", random_init(model, seed)))}
     rows["gain"] = {k: rows["pre-trained"][k] - rows["random init"][k] for k in rows["pre-trained"]}
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines: what features need no pre-training at all
+
+
+class RandomCNN(nn.Sequential):
+    """Two convolution-ReLU-max-pool stages at their random initialization (3 -> 16 -> 32
+    channels, 3x3 kernels): (N, 3, 32, 32) -> (N, 32 * 8 * 8) = (N, 2048) features. Locality
+    and pooling are built in, which a ViT has to learn. Chapter 7."""
+
+    def __init__(self, in_chans: int = 3) -> None:
+        super().__init__(nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten())
+
+
+BASELINES = ("raw pixels", "random-init ViT", "random CNN")
+
+
+@torch.no_grad()
+def baseline_features(kind: str, data: ImageSet, model: MaskedAutoencoderViT | None = None,
+                      pool: str = "mean", seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """Features of every image of `data` that need no training, (N, D) on the CPU: "raw
+    pixels" (the image in [0, 1], flattened), "random-init ViT" (the encoder of `model`'s
+    architecture at the random weights `seed` gives, `pool`ed) or "random CNN" (`RandomCNN`
+    at the weights `seed` gives, on the normalized image). Chapter 7."""
+    if kind == "raw pixels":
+        return data.images.float().div(255).flatten(1)
+    if kind == "random-init ViT":
+        if model is None:
+            raise ValueError("the random-init ViT baseline needs the model whose "
+                             "architecture it copies: pass model=...")
+        return extract_features(random_init(model, seed), data, pool)
+    if kind == "random CNN":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            cnn = RandomCNN(data.images.shape[1]).eval()
+        return torch.cat([cnn(model_inputs(data, i, i + batch_size, data.images.shape[-1],
+                                           torch.device("cpu")))
+                          for i in range(0, len(data), batch_size)])
+    raise ValueError(f"unknown baseline {kind!r}; choose one of {list(BASELINES)}")
+
+
+def frozen_feature_table(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
+                         pool: str = "mean", probe_epochs: int = 50,
+                         seed: int = 0) -> dict[str, dict[str, float]]:
+    """k-NN and linear-probe accuracy (%) of `model`'s frozen features ("MAE") beside the three
+    baselines of `baseline_features` (raw pixels, the random-init ViT, a random CNN), on the
+    same images with the same k-NN and probe. Chapters 5 and 7, the appendices."""
+    rows = {"MAE": frozen_feature_report(model, data_train, data_test, pool, probe_epochs)}
+    for kind in BASELINES:
+        train_x, test_x = (baseline_features(kind, d, model, pool, seed)
+                           for d in (data_train, data_test))
+        rows[kind] = {"knn": knn_accuracy(train_x, data_train.labels, test_x, data_test.labels),
+                      "linear_probe": linear_probe(train_x, data_train.labels, test_x,
+                                                   data_test.labels, epochs=probe_epochs)}
     return rows
 
 

@@ -68,7 +68,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         augment = DeviceAugment(data_train.mean, data_train.std, model.patch_embed.img_size,
                                 scale=(0.08, 1.0))
         images, labels = data_train.images.to(device), data_train.labels.to(device)
-        g = torch.Generator(device=device).manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)  # batches and augmentation: drawn on the CPU
         steps_per_epoch = len(data_train) // batch_size
         total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
         warmup = max(1, math.ceil(total * 0.1))
@@ -76,7 +76,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         for block in frozen:  # frozen blocks compute as at test time: no drop path
             block.eval()
         for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
-            idx = torch.randint(0, len(images), (batch_size,), generator=g, device=device)
+            idx = torch.randint(0, len(images), (batch_size,), generator=g).to(device)
             lr = lr_at(step, total, peak, 1e-6, warmup)
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]

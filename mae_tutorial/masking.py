@@ -47,7 +47,7 @@ def random_masking(
     n, length, dim = x.shape
     keep = num_visible(length, mask_ratio)
     if noise is None:
-        noise = torch.rand(n, length, device=x.device)
+        noise = torch.rand(n, length).to(x.device)  # drawn on the CPU: the same anywhere
     elif noise.shape != (n, length):
         raise ValueError(
             f"noise must have shape (N, L) = ({n}, {length}), one value per patch, "

@@ -3,7 +3,8 @@
 A token at row y, column x of the patch grid gets D values: the first D/2 encode x, the last
 D/2 encode y, each as [sin(pos * w_k), cos(pos * w_k)] over D/4 frequencies
 w_k = 10000^(-k / (D/4)). This is the order of the official release, so its stored tables and
-ours agree value for value.
+ours agree value for value. `interpolate_pos_embed` resizes a table to another grid, for
+fine-tuning at another resolution.
 """
 
 from __future__ import annotations
@@ -37,3 +38,54 @@ def sincos_2d(
     if cls_token:
         table = torch.cat([torch.zeros(1, dim, dtype=table.dtype), table], dim=0)
     return table.float()
+
+
+def _grid(size: int | tuple[int, int], what: str) -> tuple[int, int]:
+    rows, cols = (size, size) if isinstance(size, int) else size
+    if rows < 1 or cols < 1:
+        raise ValueError(f"{what} must be at least 1x1, got {rows}x{cols}")
+    return rows, cols
+
+
+def interpolate_pos_embed(
+    table: torch.Tensor,
+    new_grid: int | tuple[int, int],
+    num_extra_tokens: int = 1,
+    old_grid: int | tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """A position table resized to another patch grid, for fine-tuning at another
+    resolution. The after-MAE page.
+
+    `table` is (E + rows*cols, D), or (1, E + rows*cols, D) as a model stores it, with E
+    extra tokens (the cls token) first and the patch rows in raster order; `old_grid` is
+    (rows, cols), read as a square when not given. The E extra rows are kept as they are;
+    the grid rows, seen as a D-channel image of rows x cols pixels, are resized bicubically
+    (`align_corners=False`), so new token (i, j) takes the value at the old grid's
+    fractional position ((i + 0.5) * rows / new_rows - 0.5, likewise for j): the same table,
+    stretched over the old image's extent, not a table built at the new size.
+    """
+    if table.dim() not in (2, 3) or (table.dim() == 3 and table.shape[0] != 1):
+        raise ValueError(f"expected a table (N, D) or (1, N, D), got {tuple(table.shape)}")
+    tokens, dim = table.shape[-2:]
+    if not 0 <= num_extra_tokens <= tokens:
+        raise ValueError(f"num_extra_tokens={num_extra_tokens} for a table of {tokens} rows")
+    patches = tokens - num_extra_tokens
+    if old_grid is None:
+        side = round(patches**0.5)
+        if side * side != patches:
+            raise ValueError(f"{patches} patch rows are not a square grid; pass old_grid")
+        old_grid = side
+    rows, cols = _grid(old_grid, "old_grid")
+    if rows * cols != patches:
+        raise ValueError(f"old_grid {rows}x{cols} does not hold the table's {patches} patch "
+                         f"rows ({tokens} rows, {num_extra_tokens} extra)")
+    new_rows, new_cols = _grid(new_grid, "new_grid")
+    flat = table.reshape(tokens, dim)
+    extra, grid = flat[:num_extra_tokens], flat[num_extra_tokens:]
+    if (new_rows, new_cols) != (rows, cols):
+        image = grid.reshape(1, rows, cols, dim).permute(0, 3, 1, 2)  # (1, D, rows, cols)
+        image = torch.nn.functional.interpolate(
+            image.double(), size=(new_rows, new_cols), mode="bicubic", align_corners=False)
+        grid = image.permute(0, 2, 3, 1).reshape(new_rows * new_cols, dim).to(table.dtype)
+    out = torch.cat([extra, grid], dim=0)
+    return out.unsqueeze(0) if table.dim() == 3 else out

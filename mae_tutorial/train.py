@@ -52,7 +52,7 @@ from .config import (
     model_config,
     recovery_changes,
 )
-from .data import ImageSet
+from .data import GENERATED, ImageSet
 from .mae import MaskedAutoencoderViT, build_mae
 from .optim import adamw, autocast_dtype, lr_at, param_groups
 from .runtime import (
@@ -140,8 +140,8 @@ def setup(cfg: TrainConfig) -> Run:
               total, warmup=max(1, round(cfg.warmup_fraction * total)),
               peak_lr=cfg.base_lr * cfg.batch_size * cfg.accum_steps / 256)
     run.log(f"device: {device}" + (f" x {world} processes" if distributed else ""))
-    offline = {"synthetic": " (generated offline, not CIFAR-10)",
-               "photos": " (crops of the shipped photographs, not CIFAR-10)"}
+    offline = {name: " (generated offline, not CIFAR-10)" for name in ("synthetic", *GENERATED)}
+    offline["photos"] = " (crops of the shipped photographs, not CIFAR-10)"
     run.log(f"dataset: {cfg.dataset}" + offline.get(cfg.dataset, ""))
     return run
 

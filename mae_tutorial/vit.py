@@ -104,7 +104,8 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     kept ones by 1 / (1 - rate) so the expectation is unchanged. Chapter 3."""
     if rate == 0.0 or not training:
         return x
-    keep = torch.rand(x.shape[0], *([1] * (x.ndim - 1)), device=x.device) >= rate
+    # drawn on the CPU (from the global seed) and copied: the same samples dropped anywhere
+    keep = (torch.rand(x.shape[0], *([1] * (x.ndim - 1))) >= rate).to(x.device)
     return x * keep.to(x.dtype) / (1 - rate)
 
 

@@ -222,3 +222,50 @@ def test_photo_crops_are_varied_and_match_their_statistics():
     assert detail.quantile(0.9) > 3 * detail.quantile(0.1)
     # most crops differ (at the smallest sizes a photograph has only a few distinct crops)
     assert len({bytes(c.numpy()) for c in imgs}) > 0.8 * len(imgs)
+
+
+@pytest.mark.parametrize("name", ["patterns", "shapes_on_patterns"])
+def test_generated_sets_are_deterministic_balanced_and_split(name):
+    train = load_dataset(name, synthetic_size=600, seed=3)
+    again = load_dataset(name, synthetic_size=600, seed=3)
+    assert train.images.shape == (600, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert torch.equal(train.images, again.images) and torch.equal(train.labels, again.labels)
+    assert not torch.equal(load_dataset(name, synthetic_size=600, seed=4).images, train.images)
+    assert len(train.classes) == 10 and torch.bincount(train.labels, minlength=10).min() > 30
+    test = load_dataset(name, train=False, seed=3).first(600)
+    flat_train, flat_test = train.images.flatten(1), test.images.flatten(1)
+    same = (flat_train[:, None, :] == flat_test[None, :200, :]).all(-1)
+    assert not same.any()  # no test image is a training image
+
+
+@pytest.mark.parametrize("name", ["patterns", "shapes_on_patterns"])
+def test_generated_sets_statistics_match_the_constants(name):
+    x = load_dataset(name, synthetic_size=5000).images.float() / 255
+    mean, std = DATASET_STATS[name]
+    assert torch.allclose(x.mean((0, 2, 3)), torch.tensor(mean), atol=0.01)
+    assert torch.allclose(x.std((0, 2, 3)), torch.tensor(std), atol=0.01)
+
+
+def test_patterns_differ_in_texture_not_colour_or_brightness():
+    """Every class draws its two colours the same way, so the mean colour of a class gives
+    nothing away, and images of one class are no closer in pixels than images of two."""
+    data = load_dataset("patterns", synthetic_size=2000)
+    x = data.images.float() / 255
+    per_class = torch.stack([x[data.labels == c].mean((0, 2, 3)) for c in range(10)])
+    assert (per_class.max(0).values - per_class.min(0).values).max() < 0.06
+    flat = torch.nn.functional.normalize(x.flatten(1) - x.flatten(1).mean(1, keepdim=True), dim=1)
+    sim = flat[:500] @ flat[:500].T
+    same = data.labels[:500, None] == data.labels[None, :500]
+    off_diagonal = ~torch.eye(500, dtype=torch.bool)
+    within, between = sim[same & off_diagonal].mean(), sim[~same].mean()
+    assert abs(within - between) < 0.05  # pixel correlation says little about the class
+
+
+def test_shape_masks_are_the_shapes_of_the_synthetic_set():
+    from mae_tutorial.data import shape_masks
+
+    g = torch.Generator().manual_seed(0)
+    masks = shape_masks(torch.arange(10), g, 32)
+    assert masks.shape == (10, 32, 32) and masks.dtype == torch.bool
+    area = masks.float().mean((1, 2))
+    assert (area > 0.03).all() and area[3] < area[0]  # a ring covers less than a disk

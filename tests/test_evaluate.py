@@ -220,3 +220,32 @@ def test_finetune_tunes_only_the_head_when_asked():
     test.images, test.labels = test.images[:100], test.labels[:100]
     result = ft.finetune(data, test, tiny(), epochs=1, batch_size=64, tune_blocks=0)
     assert result["steps"] == 4 and 0 <= result["accuracy"] <= 100
+
+
+def test_baseline_features_have_the_promised_shapes_and_seeds():
+    data = load_dataset("synthetic", synthetic_size=40)
+    model = tiny()
+    pixels = ev.baseline_features("raw pixels", data)
+    assert pixels.shape == (40, 3 * 32 * 32) and 0 <= pixels.min() and pixels.max() <= 1
+    cnn = ev.baseline_features("random CNN", data, seed=1)
+    assert cnn.shape == (40, 2048) and (cnn >= 0).all()  # after a ReLU and a max-pool
+    assert torch.equal(cnn, ev.baseline_features("random CNN", data, seed=1))
+    assert not torch.equal(cnn, ev.baseline_features("random CNN", data, seed=2))
+    vit = ev.baseline_features("random-init ViT", data, model, seed=7)
+    assert torch.equal(vit, ev.extract_features(ev.random_init(model, 7), data, "mean"))
+    with pytest.raises(ValueError, match="needs the model"):
+        ev.baseline_features("random-init ViT", data)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        ev.baseline_features("random pixels", data)
+
+
+def test_frozen_feature_table_puts_the_baselines_beside_the_model():
+    data = load_dataset("synthetic", synthetic_size=200)
+    test = load_dataset("synthetic", train=False).first(100)
+    model = tiny()
+    rows = ev.frozen_feature_table(model, data, test, probe_epochs=5, seed=7)
+    assert list(rows) == ["MAE", *ev.BASELINES]
+    assert rows["MAE"] == ev.frozen_feature_report(model, data, test, "mean", 5)
+    by_hand = ev.against_random_init(model, data, test, "mean", 5, seed=7)["random init"]
+    assert rows["random-init ViT"] == by_hand  # the same seeded architecture
+    assert all(0 <= r[k] <= 100 for r in rows.values() for k in ("knn", "linear_probe"))

@@ -422,3 +422,15 @@ def test_step_batches_default_to_one_epoch_and_split_the_batch_by_rank(tmp_path)
     halves = [next(step_batches(c, data, cpu, stop=1, rank=r, world=2)) for r in (0, 1)]
     assert torch.equal(torch.cat([h[0] for h in halves]), whole[0][0])  # images
     assert torch.equal(torch.cat([h[1] for h in halves]), whole[0][1])  # masking noise
+
+
+def test_the_run_seed_leaves_the_generated_training_images_alone(tmp_path):
+    """Runs of several seeds compare on the same data: `seed` draws the weights, the order,
+    the crops and the masks; `data_seed` draws the generated images."""
+    from mae_tutorial.batches import load_training_data
+
+    def images(**kw):
+        return load_training_data(cfg(tmp_path, synthetic_size=64, **kw), 1, 0).images
+
+    assert torch.equal(images(seed=0), images(seed=5))
+    assert not torch.equal(images(data_seed=0), images(data_seed=1))
