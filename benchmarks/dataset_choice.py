@@ -37,8 +37,7 @@ from mae_tutorial.evaluate import frozen_feature_table
 from mae_tutorial.lab import finetune_once, pretrain_once
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "dataset_choice.json"
-DATASETS = ("synthetic", "patterns", "shapes_on_patterns")
-FINETUNE_ORDER = ("patterns", "synthetic", "shapes_on_patterns")
+DATASETS = ("synthetic", "patterns", "shapes_on_patterns", "scattered_shapes")
 SEEDS = (0, 1, 2)
 FINETUNE = {"epochs": 9, "base_lr": 1e-2}
 ENCODERS = ("MAE", "raw pixels", "random-init ViT", "random CNN")
@@ -49,6 +48,10 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--print", action="store_true", help="print the table and stop")
     parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    parser.add_argument("--epochs", type=int, default=6,
+                        help="pre-training epochs (the quick preset's 6 is the chapters' budget)")
     args = parser.parse_args()
     results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
     if args.print:
@@ -60,15 +63,15 @@ def main() -> None:
                               "epochs; 5,000 train (data seed 1) / 2,000 test images")
     os.chdir(ROOT / "book")  # the book's model cache
     print(results["machine"], flush=True)
-    plan = [(d, s, "frozen") for s in SEEDS for d in DATASETS]
+    plan = [(d, s, "frozen") for s in args.seeds for d in args.datasets]
     if not args.skip_finetune:
-        plan += [(d, s, "finetune") for s in SEEDS for d in FINETUNE_ORDER]
+        plan += [(d, s, "finetune") for s in args.seeds for d in args.datasets]
     for dataset, seed, measure in plan:
-        key = f"{dataset}/{seed}/{measure}"
+        key = f"{dataset}/{seed}/{measure}" + budget(args.epochs)
         if key in results["runs"]:
             continue
         start = time.perf_counter()
-        mae, run = pretrain_once("quick", dataset=dataset, seed=seed)
+        mae, run = pretrain_once("quick", dataset=dataset, seed=seed, epochs=args.epochs)
         data = evaluation_split(dataset=dataset)
         if measure == "frozen":
             row = frozen_feature_table(mae, *data, pool="mean", seed=seed)
@@ -83,6 +86,11 @@ def main() -> None:
     print_table(results)
 
 
+def budget(epochs: int) -> str:
+    """The key suffix of a pre-training budget other than the chapters' six epochs."""
+    return "" if epochs == 6 else f"/{epochs} epochs"
+
+
 def print_table(results: dict) -> None:
     """Mean and spread (min-max) over the seeds done, per dataset: the markdown table of
     benchmarks/README.md."""
@@ -94,15 +102,23 @@ def print_table(results: dict) -> None:
 
     runs = results["runs"]
     head = [f"{e} {m}" for e in ENCODERS for m in ("k-NN", "probe")]
-    print("| dataset | seeds | " + " | ".join(head) + " | fine-tuned MAE | from scratch |")
+    print("| dataset, pre-training | seeds | " + " | ".join(head)
+          + " | fine-tuned MAE | from scratch |")
     print("|" + " --- |" * (len(head) + 4))
-    for dataset in DATASETS:
-        frozen = [runs[k] for s in SEEDS if (k := f"{dataset}/{s}/frozen") in runs]
-        tuned = [runs[k] for s in SEEDS if (k := f"{dataset}/{s}/finetune") in runs]
-        cells = [cell([r[e][m] for r in frozen]) for e in ENCODERS
-                 for m in ("knn", "linear_probe")]
-        cells += [cell([r[name] for r in tuned]) for name in ("MAE", "from scratch")]
-        print(f"| `{dataset}` | {len(frozen)}/{len(tuned)} | " + " | ".join(cells) + " |")
+    budgets = sorted({int(k.split("/")[3].split()[0]) if k.count("/") == 3 else 6
+                      for k in runs})
+    for epochs in budgets:
+        for dataset in DATASETS:
+            frozen, tuned = ([runs[k] for s in SEEDS
+                              if (k := f"{dataset}/{s}/{m}" + budget(epochs)) in runs]
+                             for m in ("frozen", "finetune"))
+            if not frozen and not tuned:
+                continue
+            cells = [cell([r[e][m] for r in frozen]) for e in ENCODERS
+                     for m in ("knn", "linear_probe")]
+            cells += [cell([r[name] for r in tuned]) for name in ("MAE", "from scratch")]
+            print(f"| `{dataset}`, {epochs} epochs | {len(frozen)}/{len(tuned)} | "
+                  + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ DATASET_STATS = {
     "photos": ((0.4579, 0.3323, 0.3159), (0.2989, 0.2301, 0.2324)),
     "patterns": ((0.5001, 0.4990, 0.4997), (0.2820, 0.2822, 0.2821)),
     "shapes_on_patterns": ((0.4998, 0.4997, 0.5000), (0.2232, 0.2234, 0.2233)),
+    "scattered_shapes": ((0.5016, 0.5003, 0.4985), (0.2874, 0.2875, 0.2878)),
 }
 DATASETS = tuple(DATASET_STATS)
 # The generated sets of `patterns` (chapter 1), where raw pixels fail.
-GENERATED = ("patterns", "shapes_on_patterns")
+GENERATED = ("patterns", "shapes_on_patterns", "scattered_shapes")
 SYNTHETIC_CLASSES = ("disk", "square", "triangle", "ring", "cross", "diamond",
                      "horizontal stripes", "vertical stripes", "checkerboard", "two dots")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -94,9 +95,11 @@ def make_synthetic(num_images: int, seed: int = 0, size: int = 32,
     return images, labels
 
 
-def shape_masks(labels: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
+def shape_masks(labels: torch.Tensor, g: torch.Generator, size: int,
+                radius_range: tuple[float, float] = (0.22, 0.38)) -> torch.Tensor:
     """(n, S, S) boolean masks of the shapes of class `labels` (`SYNTHETIC_CLASSES`), each at
-    a random position and size, drawn from `g`. Chapter 1."""
+    a random position and with a random radius in `radius_range` (fractions of the image
+    side), drawn from `g`. Chapter 1."""
     n = len(labels)
 
     def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -104,7 +107,7 @@ def shape_masks(labels: torch.Tensor, g: torch.Generator, size: int) -> torch.Te
 
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S) pixel centres
-    radius = uniform(0.22, 0.38).mul(size).view(n, 1, 1)
+    radius = uniform(*radius_range).mul(size).view(n, 1, 1)
     cx = uniform(0.0, 1.0).view(n, 1, 1) * (size - 2 * radius) + radius
     cy = uniform(0.0, 1.0).view(n, 1, 1) * (size - 2 * radius) + radius
     u, v = (xx - cx) / radius, (yy - cy) / radius  # (n, S, S) shape coordinates in [-1, 1]
@@ -228,7 +231,9 @@ def load_dataset(name: str, root: str | Path = "data", train: bool = True,
 
         make, classes = {"patterns": (patterns.make_patterns, patterns.PATTERN_CLASSES),
                          "shapes_on_patterns": (patterns.make_shapes_on_patterns,
-                                                SYNTHETIC_CLASSES)}[name]
+                                                SYNTHETIC_CLASSES),
+                         "scattered_shapes": (patterns.make_scattered_shapes,
+                                              SYNTHETIC_CLASSES)}[name]
         images, labels = make(synthetic_size if train else 10_000, seed=seed,
                               split="train" if train else "test")
         mean, std = DATASET_STATS[name]

@@ -224,7 +224,7 @@ def test_photo_crops_are_varied_and_match_their_statistics():
     assert len({bytes(c.numpy()) for c in imgs}) > 0.8 * len(imgs)
 
 
-@pytest.mark.parametrize("name", ["patterns", "shapes_on_patterns"])
+@pytest.mark.parametrize("name", ["patterns", "shapes_on_patterns", "scattered_shapes"])
 def test_generated_sets_are_deterministic_balanced_and_split(name):
     train = load_dataset(name, synthetic_size=600, seed=3)
     again = load_dataset(name, synthetic_size=600, seed=3)
@@ -238,7 +238,7 @@ def test_generated_sets_are_deterministic_balanced_and_split(name):
     assert not same.any()  # no test image is a training image
 
 
-@pytest.mark.parametrize("name", ["patterns", "shapes_on_patterns"])
+@pytest.mark.parametrize("name", ["patterns", "shapes_on_patterns", "scattered_shapes"])
 def test_generated_sets_statistics_match_the_constants(name):
     x = load_dataset(name, synthetic_size=5000).images.float() / 255
     mean, std = DATASET_STATS[name]
