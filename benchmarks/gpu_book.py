@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -78,6 +79,19 @@ def chapters() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
     return [Path(f).name for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def code_hash(name: str) -> str:
+    """SHA-256 of a chapter's code cells after its setup cell (a new package version changes
+    every setup cell, not what a chapter computes): a log's timings hold for these hashes."""
+    cells = json.loads((ROOT / "book" / f"{name}.ipynb").read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"][1:]
+    return hashlib.sha256("\n\0\n".join(code).encode()).hexdigest()
+
+
+def code_log(path: Path) -> Path:
+    """Where the code hashes of the log `path` are kept: beside it, `<stem>_code.json`."""
+    return path.with_name(f"{path.stem}_code.json")
 
 
 def run_chapter(name: str, workdir: Path, timeout: int) -> dict:
@@ -186,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                "date": datetime.date.today().isoformat(), "total_s": round(total),
                "chapters": records}
         args.output.write_text(json.dumps(log, indent=1) + "\n")
+        code = {"log": args.output.name, "date": log["date"],
+                "code": {name: code_hash(name) for name in names}}
+        code_log(args.output).write_text(json.dumps(code, indent=1) + "\n")
     return 1 if any("error" in r for r in records) else 0
 
 

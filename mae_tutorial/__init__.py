@@ -43,7 +43,25 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    """The package's version, written once, in pyproject.toml: as installed (the metadata pip
+    wrote), else read from the pyproject.toml beside a checkout that was not installed."""
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    try:
+        return version("mae-tutorial")
+    except PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        found = (re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M)
+                 if pyproject.exists() else None)
+        return found.group(1) if found else "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # worked out on first use: the import stays cheap
+        return _version()
     if name in SUBMODULES:
         return import_module(f".{name}", __name__)
     if name in LAZY_NAMES:

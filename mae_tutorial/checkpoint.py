@@ -26,12 +26,15 @@ CHECKPOINT = "checkpoint.pth"
 METRICS = "metrics.jsonl"
 
 
-def read_checkpoint(path: str | os.PathLike, required: Iterable[str] = ()) -> Any:
-    """Read a checkpoint file on the CPU with `weights_only=True`, with a clear error for a
-    truncated, damaged or foreign file, or one that lacks a `required` top-level entry.
-    Chapters 6 and 8."""
+def read_checkpoint(path: str | os.PathLike, required: Iterable[str] = (), *,
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """Read a checkpoint file with `weights_only=True` (onto the CPU, or the device
+    `map_location` names), with a clear error for a truncated, damaged or foreign file, or one
+    that lacks a `required` top-level entry. `mmap=True` maps the file instead of reading it:
+    a tensor's bytes are read only when it is used, so a look at the file's settings costs
+    next to nothing. Chapters 6 and 8."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as exc:  # truncated file, not a checkpoint, pickled code, ...
@@ -63,22 +66,25 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint written by the trainer (model, optimizer, step, config, ...). Chapter 6."""
-    return read_checkpoint(path, required=("model", "step", "config"))
+def read_training_checkpoint(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
+    """A checkpoint written by the trainer (model, optimizer, step, config, ...); `options`
+    as `read_checkpoint`'s (`map_location`, `mmap`). Chapter 6."""
+    return read_checkpoint(path, required=("model", "step", "config"), **options)
 
 
 def run_folder_checkpoint(output_dir: str | os.PathLike, resume: bool,
-                          state: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                          state: dict[str, Any] | None = None,
+                          map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
     """The checkpoint a run in `output_dir` resumes from (`state`, if the caller has read it,
-    else read here), or None for a new run, which must not overwrite one. Stale temporary files
-    of interrupted writes are removed. Chapter 6."""
+    else read here onto `map_location`), or None for a new run, which must not overwrite one.
+    Stale temporary files of interrupted writes are removed. Chapter 6."""
     path = Path(output_dir) / CHECKPOINT
     if resume:
         if state is None and not path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
                                     "--resume, or point --output-dir at the run to continue")
-        state = read_training_checkpoint(path) if state is None else state
+        if state is None:
+            state = read_training_checkpoint(path, map_location=map_location)
     elif path.exists():
         raise FileExistsError(f"{path} exists: pass --resume to continue that run, or "
                               "choose another --output-dir (nothing was overwritten)")

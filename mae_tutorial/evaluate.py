@@ -254,7 +254,7 @@ def frozen_feature_table(model: MaskedAutoencoderViT, data_train: ImageSet, data
                          seed: int = 0) -> dict[str, dict[str, float]]:
     """k-NN and linear-probe accuracy (%) of `model`'s frozen features ("MAE") beside the three
     baselines of `baseline_features` (raw pixels, the random-init ViT, a random CNN), on the
-    same images with the same k-NN and probe. Chapters 5 and 7, the appendices."""
+    same images with the same k-NN and probe. Chapter 7."""
     rows = {"MAE": frozen_feature_report(model, data_train, data_test, pool, probe_epochs)}
     for kind in BASELINES:
         train_x, test_x = (baseline_features(kind, d, model, pool, seed)

@@ -4,7 +4,9 @@ addresses, what each holds, and a verified download."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +83,47 @@ def verify_checksum(path: str | os.PathLike, md5_prefix: str | None) -> None:
                          "on disk: delete both files and download it again")
 
 
-def download_checkpoint(name: str, root: str | os.PathLike = "data/checkpoints") -> Path:
-    """The path of an official checkpoint, downloaded into `root` on first use (atomically:
-    a `.part` file renamed when complete) and verified. Chapter 8."""
+def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
+    """Download `url` into `part`, continuing a partial file left by an interrupted download
+    (an HTTP Range request; a server that ignores it sends the whole file, which replaces
+    the partial one). Every connection and read gives up after `timeout` seconds of silence.
+    A progress bar goes to stderr."""
+    from tqdm import tqdm
+
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not have:  # 416: the range starts past the end of the file
+            raise
+        part.unlink()  # the partial file cannot be continued: start again
+        have, response = 0, urllib.request.urlopen(url, timeout=timeout)
+    with response:
+        if have and response.status != 206:  # the whole file came back: start again
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        with open(part, "ab" if have else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=part.name.removesuffix(".part"), disable=not progress,
+                mininterval=1.0) as bar:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if total is not None and size != total:  # the connection closed early
+        raise ConnectionError(f"the download stopped at {size:,} of {total:,} bytes")
+
+
+def download_checkpoint(name: str, root: str | os.PathLike = "data/checkpoints", *,
+                        timeout: float = 30.0, progress: bool = True) -> Path:
+    """The path of an official checkpoint, downloaded into `root` on first use and verified
+    (chapter 8). The download goes into a `.part` file, renamed only once it is complete and
+    its checksum matches, so an interrupted download is never taken for a whole one; the next
+    call continues the `.part` file where it stopped. `timeout`: seconds without an answer
+    before giving up (offline, the call fails within them). A file that fails its checksum
+    raises ValueError; a download that fails, RuntimeError."""
     if name not in OFFICIAL_CHECKPOINTS:
         raise ValueError(f"unknown official checkpoint {name!r}; choose one of "
                          f"{sorted(OFFICIAL_CHECKPOINTS)}")
@@ -91,15 +131,25 @@ def download_checkpoint(name: str, root: str | os.PathLike = "data/checkpoints")
     path = Path(root) / f"{name}.pth"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
+        part = path.with_name(path.name + ".part")
         try:
-            urllib.request.urlretrieve(entry.url, tmp)
-        except Exception as exc:
-            tmp.unlink(missing_ok=True)
+            _fetch(entry.url, part, timeout, progress)
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+            kept = (f"; the {part.stat().st_size:,} bytes received are kept in {part} and "
+                    "the next call continues from there") if part.exists() else ""
             raise RuntimeError(
-                f"could not download {entry.url} ({exc}). Offline? Download it elsewhere and "
-                f"put it at {path.resolve()}, or pass the file's path instead of its name"
-            ) from exc
-        os.replace(tmp, path)
-    verify_checksum(path, entry.md5_prefix)
+                f"could not download {entry.url} ({type(exc).__name__}: {exc}){kept}. "
+                f"Offline? Download it elsewhere and put it at {path.resolve()}, or pass "
+                "the file's path instead of its name") from exc
+        if entry.md5_prefix is not None:  # checked before the rename: a bad file is dropped
+            digest = _file_digest(part, "md5")
+            if not digest.startswith(entry.md5_prefix):
+                part.unlink()
+                raise ValueError(f"the download of {entry.url} is not the official file: MD5 "
+                                 f"{digest[:12]}..., published {entry.md5_prefix}...; it was "
+                                 "deleted. Call again to download it anew")
+        os.replace(part, path)
+        if entry.md5_prefix is not None:
+            return path
+    verify_checksum(path, entry.md5_prefix)  # a kept file; or the first SHA-256 record
     return path

@@ -114,10 +114,10 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` saved. Chapter 6."""
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # a checkpoint read onto a GPU has it there
     random.setstate(_to_tuple(state["python"]))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     # An older checkpoint's "cuda" entry (one state per GPU it saw) is ignored: restoring it
     # fails on a machine with fewer GPUs, and no step depends on it.
 

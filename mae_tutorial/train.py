@@ -54,7 +54,7 @@ from .config import (
 )
 from .data import GENERATED, ImageSet
 from .mae import MaskedAutoencoderViT, build_mae
-from .optim import adamw, autocast_dtype, lr_at, param_groups
+from .optim import adamw, autocast_dtype, gpu_has_native_bf16, lr_at, param_groups
 from .runtime import (
     failure_hint,
     join_process_group,
@@ -119,9 +119,12 @@ def setup(cfg: TrainConfig) -> Run:
     check_config(cfg, world)
     out = Path(cfg.output_dir)
     check_writable(out)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device, distributed = join_process_group(pick_device(cfg.device))
-    data = load_training_data(cfg, world, local_rank)
+    check_amp(device, cfg.amp)
+    # The process of global rank 0 downloads the dataset while every other one waits at a
+    # barrier, then they read what it wrote: one download, on one node or several (so on
+    # several nodes --data-root is a folder they all see, or filled on each beforehand).
+    data = load_training_data(cfg, world, local_rank=rank)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     amp_dtype = autocast_dtype(device, cfg.amp)
     model = build_mae(model_config(cfg), use_fused_attention(device, amp_dtype)).to(device)
@@ -144,6 +147,38 @@ def setup(cfg: TrainConfig) -> Run:
     offline["photos"] = " (crops of the shipped photographs, not CIFAR-10)"
     run.log(f"dataset: {cfg.dataset}" + offline.get(cfg.dataset, ""))
     return run
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """Refuse `--amp bf16` on a GPU without bf16 in hardware (before Ampere: Colab's T4, a
+    V100): PyTorch would emulate it, many times slower, without a word. Chapter 9."""
+    if amp == "bf16" and device.type == "cuda" and not gpu_has_native_bf16(device):
+        raise ValueError("--amp bf16: this GPU has no bf16 in hardware (that needs compute "
+                         "capability 8.0, Ampere, or newer), so it would be emulated, many "
+                         "times slower. Use --amp fp16 (fp16 with a gradient scaler) or --amp "
+                         "auto, which picks it on this GPU; with --resume too: amp may change")
+
+
+def read_resume_state(run: Run, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Stage 2a (with --resume): the run folder's checkpoint (`state`, if the caller has read
+    it), read by every process once the process group exists, onto its own device. If any
+    process cannot read it (on several nodes, an --output-dir that is not shared, say), every
+    process raises: none is left waiting for the others at the first step. Chapter 9."""
+    try:
+        state, failure = run_folder_checkpoint(run.out, True, state, run.device), None
+    except (OSError, ValueError) as exc:
+        state, failure = None, exc
+    if run.world > 1 and dist.is_initialized():
+        failed = torch.tensor(float(failure is not None), device=run.device)
+        dist.all_reduce(failed)
+        if failed.item() and failure is None:
+            raise RuntimeError("--resume: another process could not read the checkpoint (its "
+                               "error says why); on several nodes, --output-dir must be a "
+                               "folder every node sees")
+    if failure is not None:
+        raise failure
+    assert state is not None
+    return state
 
 
 def resume_from(run: Run, state: dict[str, Any]) -> None:
@@ -230,11 +265,12 @@ def train(cfg: TrainConfig, resume: bool = False,
 
 
 def _train(cfg: TrainConfig, resume: bool, state: dict[str, Any] | None) -> dict[str, Any]:
-    state = run_folder_checkpoint(cfg.output_dir, resume, state)
-    if state is not None:
-        check_same_run(cfg, state["config"])
+    if not resume:
+        run_folder_checkpoint(cfg.output_dir, resume=False)  # never overwrites a run
     run = setup(cfg)
-    if state is not None:
+    if resume:  # read now that the process group exists, onto this process's device
+        state = read_resume_state(run, state)
+        check_same_run(cfg, state["config"])
         resume_from(run, state)
         changes = recovery_changes(cfg, state["config"])
         if changes:  # settings that exist for recovery (a NaN, another GPU) may change
@@ -300,19 +336,24 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(arg_parser().parse_args(argv))
     preset, resume = args.pop("preset"), args.pop("resume")
     given = {k: v for k, v in args.items() if v is not None}
-    state = None
     if resume:
         # continue with the checkpoint's settings; only session fields may be given anew
         ckpt = Path(given.get("output_dir", TrainConfig.output_dir)) / CHECKPOINT
         if not ckpt.exists():
             print(f"error: --resume: no checkpoint at {ckpt}", file=sys.stderr)
             return 2
-        state = read_training_checkpoint(ckpt)  # read once: train() is handed it
-        cfg = config_to_resume(state["config"], **given)
+        # its settings only (the file mapped, no tensor read); train() reads the checkpoint
+        # once every process has joined the process group, each onto its own device
+        try:
+            saved = read_training_checkpoint(ckpt, mmap=True)["config"]
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        cfg = config_to_resume(saved, **given)
     else:
         cfg = config_from_preset(preset, **given)
     try:
-        train(cfg, resume=resume, state=state)
+        train(cfg, resume=resume)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError,
             NonFiniteLossError) as exc:
         print(f"error: {exc}{failure_hint(exc)}", file=sys.stderr)

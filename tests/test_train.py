@@ -434,3 +434,98 @@ def test_the_run_seed_leaves_the_generated_training_images_alone(tmp_path):
 
     assert torch.equal(images(seed=0), images(seed=5))
     assert not torch.equal(images(data_seed=0), images(data_seed=1))
+
+
+# ---- torchrun on several nodes (issue 28)
+
+
+def test_bf16_on_a_gpu_without_it_is_refused_with_the_fix(tmp_path, monkeypatch, capsys):
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(tr, "gpu_has_native_bf16", lambda device: False)  # a T4, a V100
+    with pytest.raises(ValueError, match="no bf16 in hardware.*Use --amp fp16"):
+        tr.check_amp(gpu, "bf16")
+    for amp in ("auto", "fp16", "off"):
+        tr.check_amp(gpu, amp)
+    tr.check_amp(torch.device("cpu"), "bf16")  # CPUs follow their own rule
+    # the command line, as on a T4 (no GPU needed: the refusal comes before any GPU work)
+    monkeypatch.setattr(tr, "pick_device", lambda name: gpu)
+    code = tr.main(["--amp", "bf16", "--max-steps", "1", "--output-dir", str(tmp_path / "r"),
+                    "--no-progress"])
+    assert code == 1 and "Use --amp fp16" in capsys.readouterr().err
+    monkeypatch.setattr(tr, "gpu_has_native_bf16", lambda device: True)  # an A100, an H100
+    tr.check_amp(gpu, "bf16")
+
+
+def test_on_several_nodes_only_global_rank_0_downloads(tmp_path, monkeypatch):
+    ranks = []
+    real = tr.load_training_data
+
+    def recorded(cfg, world, local_rank):
+        ranks.append(local_rank)
+        return real(dataclasses.replace(cfg, dataset="synthetic"), 1, 0)  # nothing fetched
+
+    monkeypatch.setattr(tr, "load_training_data", recorded)
+    monkeypatch.setattr(tr, "join_process_group", lambda device: (device, False))
+    for rank in (0, 2):  # the first process of node 0, and of node 1 (2 processes a node)
+        monkeypatch.setenv("WORLD_SIZE", "4")
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        tr.setup(cfg(tmp_path, dataset="cifar10"))
+    # load_training_data downloads in the process it is told is 0, the others wait for it
+    assert ranks == [0, 2]
+
+
+def test_resume_reads_the_checkpoint_after_joining_onto_the_device(tmp_path, monkeypatch):
+    tr.train(cfg(tmp_path, max_steps=4, stop_after=2))
+    order = []
+    join, read = tr.join_process_group, tr.run_folder_checkpoint
+
+    def joined(device):
+        order.append("join")
+        return join(device)
+
+    def reading(output_dir, resume, state=None, map_location="cpu"):
+        order.append(("read", resume, str(map_location)))
+        return read(output_dir, resume, state, map_location)
+
+    monkeypatch.setattr(tr, "join_process_group", joined)
+    monkeypatch.setattr(tr, "run_folder_checkpoint", reading)
+    assert tr.train(cfg(tmp_path, max_steps=4), resume=True)["finished"]
+    assert order == ["join", ("read", True, "cpu")]
+
+
+def test_a_process_that_cannot_read_the_checkpoint_fails_every_process(tmp_path, monkeypatch):
+    import types
+
+    tr.train(cfg(tmp_path, max_steps=2))
+    run = types.SimpleNamespace(out=tmp_path / "run", world=2, device=torch.device("cpu"))
+    monkeypatch.setattr(tr.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(tr.dist, "all_reduce", lambda t: t.fill_(0.0))  # every read worked
+    assert tr.read_resume_state(run)["step"] == 2
+    monkeypatch.setattr(tr.dist, "all_reduce", lambda t: t.add_(1.0))  # the other one failed
+    with pytest.raises(RuntimeError, match="another process could not read the checkpoint"):
+        tr.read_resume_state(run)
+    run.out = tmp_path / "elsewhere"  # this one fails: it raises its own error
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        tr.read_resume_state(run)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_two_gloo_processes_resume_a_run(tmp_path):
+    """torchrun, 2 CPU processes (gloo): a session stops after 2 of 4 steps, the next one
+    resumes it, each process reading the checkpoint once the process group exists."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2"]
+    common = ["--max-steps", "4", "--checkpoint-every", "2", "--log-every", "1", "--amp", "off",
+              "--device", "cpu", "--output-dir", str(out)]
+    first = subprocess.run([*torchrun, *_cli(*common, "--stop-after", "2")[1:]],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = subprocess.run([*torchrun, *_cli("--resume", *common)[1:]],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "x 2 processes" in second.stdout and "at step 2" in second.stdout
+    assert [r["step"] for r in read_metrics(out) if "loss" in r] == [1, 2, 3, 4]
+    assert read_training_checkpoint(out / CHECKPOINT)["step"] == 4
