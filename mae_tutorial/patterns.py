@@ -41,6 +41,14 @@ def _pixel_grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return yy, xx
 
 
+def _wave(t: torch.Tensor) -> torch.Tensor:  # one period per unit of t
+    return torch.sin(2 * math.pi * t)
+
+
+def _near(t: torch.Tensor) -> torch.Tensor:  # distance to the nearest integer
+    return (t - t.round()).abs()
+
+
 def _textures(labels: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
     """(n, S, S) boolean textures of class `labels`, each with its own random period (5-9
     pixels), phase, small rotation (within +-12 degrees) and, for rings, centre."""
@@ -52,10 +60,9 @@ def _textures(labels: torch.Tensor, g: torch.Generator, size: int) -> torch.Tens
     period = _uniform(g, n, 5.0, 9.0).view(n, 1, 1)
     u = u / period + _uniform(g, n, 0, 1).view(n, 1, 1)  # in periods, random phase
     v = v / period + _uniform(g, n, 0, 1).view(n, 1, 1)
-    wave = lambda t: torch.sin(2 * math.pi * t)  # noqa: E731
-    near = lambda t: (t - t.round()).abs()  # distance to the nearest integer  # noqa: E731
+    wave, near = _wave, _near
     centre = _uniform(g, n, -0.6, 0.6, 2).mul(size)
-    d = torch.sqrt((xx - centre[:, 0].view(n, 1, 1)) ** 2 + (yy - centre[:, 1].view(n, 1, 1)) ** 2)
+    d = torch.hypot(xx - centre[:, 0].view(n, 1, 1), yy - centre[:, 1].view(n, 1, 1))
     spots = F.interpolate(torch.randn(n, 1, 6, 6, generator=g), size=(size, size),
                           mode="bicubic", align_corners=False)[:, 0]
     amplitude = _uniform(g, n, 0.25, 0.45).view(n, 1, 1)
