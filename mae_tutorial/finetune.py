@@ -47,14 +47,16 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
              base_lr: float = 1e-3, layer_decay: float = 0.75, weight_decay: float = 0.05,
              drop_path_rate: float = 0.1, label_smoothing: float = 0.1, seed: int = 0,
              tune_blocks: int | None = None, device: str | torch.device = "auto",
-             progress: bool = False) -> dict[str, float]:
+             progress: bool = False, curve: bool = False) -> dict:
     """Fine-tune a classifier from `mae`'s encoder (or, with `pretrained=False`, the same ViT
     from random weights: the from-scratch baseline) and return its test accuracy (%).
 
     Global average pooling, layer-wise lr decay, drop path, random-resized-crop + flip
     augmentation on the device, label smoothing, AdamW with warm-up and cosine decay; with
     `progress`, a progress bar on stderr. `tune_blocks=k` trains only the last k Transformer
-    blocks, the pooling norm and the head (`freeze_all_but_last`); None trains all. Chapter 7.
+    blocks, the pooling norm and the head (`freeze_all_but_last`); None trains all. With
+    `curve`, the result also holds the test accuracy after each epoch (`"curve"`, one value
+    per epoch; it draws nothing, so the final accuracy is the same). Chapter 7.
     """
     device = pick_device(None if device == "auto" else str(device))
     torch.manual_seed(seed)
@@ -72,9 +74,8 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         steps_per_epoch = len(data_train) // batch_size
         total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
         warmup = max(1, math.ceil(total * 0.1))
-        model.train()
-        for block in frozen:  # frozen blocks compute as at test time: no drop path
-            block.eval()
+        accuracies = []
+        train_mode(model, frozen)
         for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
             idx = torch.randint(0, len(images), (batch_size,), generator=g).to(device)
             lr = lr_at(step, total, peak, 1e-6, warmup)
@@ -87,7 +88,19 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        return {"accuracy": _test_accuracy(model, data_test, device), "steps": total}
+            if curve and (step + 1) % steps_per_epoch == 0 and step + 1 < total:
+                accuracies.append(_test_accuracy(model, data_test, device))
+                train_mode(model, frozen)
+        result = {"accuracy": _test_accuracy(model, data_test, device), "steps": total}
+        return result | {"curve": [*accuracies, result["accuracy"]]} if curve else result
+
+
+def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
+    """`model` in training mode, except its `frozen` blocks, which compute as at test time
+    (no drop path)."""
+    model.train()
+    for block in frozen:
+        block.eval()
 
 
 def _classifier(mae: MaskedAutoencoderViT, pretrained: bool, num_classes: int,

@@ -222,6 +222,18 @@ def test_finetune_tunes_only_the_head_when_asked():
     assert result["steps"] == 4 and 0 <= result["accuracy"] <= 100
 
 
+def test_finetune_curve_measures_each_epoch_and_changes_nothing():
+    data = load_dataset("synthetic", synthetic_size=256)
+    test = load_dataset("synthetic", train=False)
+    test.images, test.labels = test.images[:100], test.labels[:100]
+    for blocks in (None, 1):  # all blocks trained, and the last one only (others frozen)
+        plain = ft.finetune(data, test, tiny(), epochs=3, batch_size=64, tune_blocks=blocks)
+        traced = ft.finetune(data, test, tiny(), epochs=3, batch_size=64, tune_blocks=blocks,
+                             curve=True)
+        assert len(traced["curve"]) == 3 and traced["curve"][-1] == traced["accuracy"]
+        assert traced["accuracy"] == plain["accuracy"] and "curve" not in plain
+
+
 def test_baseline_features_have_the_promised_shapes_and_seeds():
     data = load_dataset("synthetic", synthetic_size=40)
     model = tiny()
