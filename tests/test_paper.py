@@ -64,3 +64,30 @@ def test_fig_9_ends_are_table_1_default_probe_and_fine_tuning():
     points = [paper.PARTIAL_FINETUNING[k] for k in sorted(paper.PARTIAL_FINETUNING)]
     assert points == sorted(points)  # more blocks tuned, higher accuracy
     assert lin < paper.PARTIAL_FINETUNING_LAST_MLP < paper.PARTIAL_FINETUNING[1]
+
+
+def test_table_9_covers_the_models_of_table_3_and_the_book_follows_it_where_it_says_so():
+    import inspect
+
+    from mae_tutorial import finetune
+
+    t9 = paper.TABLE_9
+    # its per-model rows name the three encoders Table 3 trains from scratch and with MAE
+    for key in ("training epochs", "drop path"):
+        assert set(t9[key]) == set(paper.TABLE_3["scratch, our impl."]), key
+    # larger models: fewer epochs, no less drop path
+    epochs = [t9["training epochs"][m] for m in ("ViT-B", "ViT-L", "ViT-H")]
+    drop = [t9["drop path"][m] for m in ("ViT-B", "ViT-L", "ViT-H")]
+    assert epochs == sorted(epochs, reverse=True) and drop == sorted(drop)
+    # chapter 7's table: the book keeps Table 9's optimizer settings and regularizer rates,
+    # with ViT-B's drop path, and its 10% warm-up is Table 9's share for ViT-L/H
+    defaults = {k: p.default for k, p in inspect.signature(finetune.finetune).parameters.items()}
+    assert defaults["base_lr"] == t9["base learning rate"]
+    assert defaults["weight_decay"] == t9["weight decay"]
+    assert defaults["layer_decay"] == t9["layer-wise lr decay"]
+    assert defaults["label_smoothing"] == t9["label smoothing"]
+    assert defaults["drop_path_rate"] == t9["drop path"]["ViT-B"]
+    source = inspect.getsource(finetune.finetune)
+    assert f"adamw(groups, {t9['optimizer momentum']}, device)" in source
+    assert "math.ceil(total * 0.1)" in source
+    assert t9["warmup epochs"] / t9["training epochs"]["ViT-L"] == 0.1
