@@ -101,6 +101,26 @@ def plot_metrics(records: Sequence[dict], ax=None, title: str = "pre-training"):
     return ax
 
 
+def plot_seed_curves(curves: Mapping[str, Sequence[Sequence[float]]], ax=None,
+                     xlabel: str = "epoch", ylabel: str = "test accuracy (%)"):
+    """One line per name: the mean over seeds of curves measured at x = 1, 2, ..., with a
+    band from the lowest to the highest seed. Chapter 7."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for name, runs in curves.items():
+        values = torch.tensor([list(run) for run in runs], dtype=torch.float64)  # (seeds, x)
+        x = range(1, values.shape[1] + 1)
+        seeds = f"{len(runs)} seed" + "s" * (len(runs) > 1)
+        line, = ax.plot(x, values.mean(0), label=f"{name} ({seeds})")
+        ax.fill_between(x, values.min(0).values, values.max(0).values, alpha=0.2,
+                        color=line.get_color())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax
+
+
 def image_bytes(img: torch.Tensor, fmt: str = "png", scale: int = 1) -> bytes:
     """Encode a (C, H, W) image in [0, 1] as PNG or JPEG bytes, each pixel repeated `scale`
     times in both directions (small images stay sharp when enlarged). Chapter 2."""

@@ -122,3 +122,13 @@ def test_markdown_table_writes_header_rule_and_rows_and_refuses_ragged_rows():
                                  "| scratch | 82.6 |"]
     with pytest.raises(ValueError, match="every row needs 2 cells"):
         markdown_table(["method", "acc"], [["MAE"]])
+
+
+def test_plot_seed_curves_draws_the_mean_and_the_seeds_range():
+    ax = viz.plot_seed_curves({"MAE": [[10, 20, 30], [20, 40, 50]], "scratch": [[5, 6, 7]]})
+    mean = ax.get_lines()[0].get_ydata()
+    assert list(mean) == [15, 30, 40] and list(ax.get_lines()[0].get_xdata()) == [1, 2, 3]
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]  # lows and highs of the seeds
+    assert band.min() == 10 and band.max() == 50
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MAE (2 seeds)",
+                                                                  "scratch (1 seed)"]
