@@ -6,6 +6,11 @@ then the fine-tuning of the baseline and of raw pixels again with a second seed.
 
     python benchmarks/ablations.py                  # the full sweep
     python benchmarks/ablations.py --only grid      # some rows (the others are kept)
+    python benchmarks/ablations.py --seeds 0 1 2 --frozen-only --only baseline mask0.5
+
+With `--seeds`, each (row, seed) is pre-trained with that run seed and its frozen measures
+(and, without `--frozen-only`, its short fine-tuning) go to the file's "seeds" table,
+written after each one and skipped on a restart: the spread the pages compare gaps with.
 
 Writes mae_tutorial/results/ablations.json (shipped with the package) after every row,
 atomically, with the machine, the date and torch's version; chapter 7 and the ablations
@@ -54,16 +59,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(ablations.ABLATIONS))
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="pre-training seeds: fill the file's per-seed table instead")
+    parser.add_argument("--frozen-only", action="store_true",
+                        help="with --seeds: k-NN and linear probe only, no fine-tuning")
     args = parser.parse_args()
     os.chdir(ROOT / "book")  # the book's cache: models shared with the chapters
     names = args.only or list(ablations.ABLATIONS)
     results = json.loads(args.output.read_text()) if args.output.exists() else {"rows": {}}
     results.pop("budget", None)
-    results.update(machine=machine(), torch=torch.__version__,
-                   date=datetime.date.today().isoformat(), dataset="synthetic (generated "
-                   "offline): pre-training 10,000 images; judged on 5,000 / 2,000 others")
+    measured = dict(machine=machine(), torch=torch.__version__,
+                    date=datetime.date.today().isoformat())
+    if args.seeds:  # the per-seed table has its own record of where it was measured
+        results["seeds_measured"] = measured
+    else:
+        results.update(measured, dataset="synthetic (generated offline): pre-training "
+                       "10,000 images; judged on 5,000 / 2,000 others")
     data = evaluation_split()
-    print(f"{results['machine']}, torch {results['torch']}")
+    print(f"{measured['machine']}, torch {measured['torch']}")
+    if args.seeds:
+        seeded(results, names, args.seeds, data, not args.frozen_only, args.output)
+        return
     for name in names:
         start = time.perf_counter()
         row = ablations.run_ablation(name, data)
@@ -84,6 +100,24 @@ def main() -> None:
             write(results, args.output)
             print(f"{name:>20}: fine-tuned {seeds[name][0]:.1f} (seed 0), "
                   f"{seeds[name][1]:.1f} (seed 1)", flush=True)
+
+
+def seeded(results: dict, names: list[str], seeds: list[int], data: tuple, finetune: bool,
+           output: Path) -> None:
+    """Fill results["seeds"][row][seed] with each row pre-trained with each seed."""
+    table = results.setdefault("seeds", {})
+    for seed in seeds:
+        for name in names:
+            done = table.setdefault(name, {}).get(str(seed), {})
+            if "knn" in done and (not finetune or "finetune" in done):
+                continue
+            start = time.perf_counter()
+            row = ablations.run_ablation(name, data, finetune=finetune, seed=seed)
+            table[name][str(seed)] = {k: row[k] for k in ("knn", "linear_probe", "finetune")
+                                      if k in row}
+            write(results, output)
+            print(f"{name:>20} seed {seed}: {table[name][str(seed)]} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 def write(results: dict, path: Path) -> None:

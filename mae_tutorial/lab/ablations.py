@@ -95,21 +95,21 @@ def pretraining_flops(overrides: dict[str, Any], batch: int = 8) -> float:
 
 
 def run_ablation(name: str, data: tuple[ImageSet, ImageSet] | None = None,
-                 finetune: bool = True) -> dict[str, Any]:
-    """Pre-train the variant `name` once (`book_model`, cached) and measure it: k-NN and linear
-    probe on frozen mean-pooled features, fine-tuning (cached, `finetune_once`), pre-training
-    FLOPs per image and the seconds of its steps (from its metrics). Chapter 7 and the
-    ablations appendix."""
+                 finetune: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Pre-train the variant `name` once with the run seed `seed` (`book_model`, cached; seed
+    0 is the book's) and measure it: k-NN and linear probe on frozen mean-pooled features,
+    fine-tuning (cached, `finetune_once`), pre-training FLOPs per image and the seconds of its
+    steps (from its metrics). Chapter 7 and the ablations appendix."""
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; choose one of {list(ABLATIONS)}")
     overrides = ABLATIONS[name].overrides
-    model, run = book_model(**overrides)
+    model, run = book_model(**overrides, seed=seed)
     train, test = data or evaluation_split()
     report = frozen_feature_report(model, train, test, pool="mean")
     row: dict[str, Any] = {"knn": report["knn"], "linear_probe": report["linear_probe"],
                            "flops_per_image": pretraining_flops(overrides)}
     if finetune:
-        tuned = finetune_once(run, train, test, model, seed=0, device=next(
+        tuned = finetune_once(run, train, test, model, seed=seed, device=next(
             model.parameters()).device, **SHORT_FINETUNE)
         row["finetune"] = tuned["accuracy"]
     rates = [m["images_per_s"] for m in read_metrics(run) if "images_per_s" in m]
