@@ -249,13 +249,14 @@ def baseline_features(kind: str, data: ImageSet, model: MaskedAutoencoderViT | N
     raise ValueError(f"unknown baseline {kind!r}; choose one of {list(BASELINES)}")
 
 
-def frozen_feature_table(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
-                         pool: str = "mean", probe_epochs: int = 50,
-                         seed: int = 0) -> dict[str, dict[str, float]]:
-    """k-NN and linear-probe accuracy (%) of `model`'s frozen features ("MAE") beside the three
-    baselines of `baseline_features` (raw pixels, the random-init ViT, a random CNN), on the
-    same images with the same k-NN and probe. Chapter 7."""
-    rows = {"MAE": frozen_feature_report(model, data_train, data_test, pool, probe_epochs)}
+def baseline_table(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
+                   pool: str = "mean", probe_epochs: int = 50,
+                   seed: int = 0) -> dict[str, dict[str, float]]:
+    """k-NN and linear-probe accuracy (%) of the three features of `baseline_features` that
+    need no pre-training (raw pixels, the random-init ViT of `model`'s architecture, a random
+    CNN), one row each in the order of `BASELINES`, judged like `frozen_feature_report`.
+    `model` gives only the architecture; `mt.lab.baselines_once` keeps the table. Chapter 7."""
+    rows = {}
     for kind in BASELINES:
         train_x, test_x = (baseline_features(kind, d, model, pool, seed)
                            for d in (data_train, data_test))
@@ -263,6 +264,16 @@ def frozen_feature_table(model: MaskedAutoencoderViT, data_train: ImageSet, data
                       "linear_probe": linear_probe(train_x, data_train.labels, test_x,
                                                    data_test.labels, epochs=probe_epochs)}
     return rows
+
+
+def frozen_feature_table(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
+                         pool: str = "mean", probe_epochs: int = 50,
+                         seed: int = 0) -> dict[str, dict[str, float]]:
+    """k-NN and linear-probe accuracy (%) of `model`'s frozen features ("MAE") beside the three
+    baselines of `baseline_table` (raw pixels, the random-init ViT, a random CNN), on the
+    same images with the same k-NN and probe. Chapter 7."""
+    rows = {"MAE": frozen_feature_report(model, data_train, data_test, pool, probe_epochs)}
+    return rows | baseline_table(model, data_train, data_test, pool, probe_epochs, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,7 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
         total, peak = epochs * steps_per_epoch, base_lr * batch_size / 256
         warmup = max(1, math.ceil(total * 0.1))
         accuracies = []
-        train_mode(model, frozen)
+        _train_mode(model, frozen)
         for step in tqdm(range(total), desc="fine-tuning", disable=not progress, mininterval=1.0):
             idx = torch.randint(0, len(images), (batch_size,), generator=g).to(device)
             lr = lr_at(step, total, peak, 1e-6, warmup)
@@ -90,12 +90,12 @@ def finetune(data_train: ImageSet, data_test: ImageSet, mae: MaskedAutoencoderVi
             scaler.update()
             if curve and (step + 1) % steps_per_epoch == 0 and step + 1 < total:
                 accuracies.append(_test_accuracy(model, data_test, device))
-                train_mode(model, frozen)
+                _train_mode(model, frozen)
         result = {"accuracy": _test_accuracy(model, data_test, device), "steps": total}
         return result | {"curve": [*accuracies, result["accuracy"]]} if curve else result
 
 
-def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
+def _train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
     """`model` in training mode, except its `frozen` blocks, which compute as at test time
     (no drop path)."""
     model.train()

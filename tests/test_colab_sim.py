@@ -17,7 +17,7 @@ import colab_sim  # noqa: E402
 
 @pytest.fixture(scope="module")
 def simulate(tmp_path_factory):
-    python = colab_sim.ensure_venv()
+    python, _ = colab_sim.prepare()  # the environment the simulation made, if it did
     tmp = tmp_path_factory.mktemp("colab")
     wheel = colab_sim.build_wheel(tmp / "wheel")
     setup = json.loads((ROOT / "book" / "02_patches_and_masking.ipynb").read_text())["cells"][1]
@@ -61,3 +61,86 @@ def test_a_fetch_of_a_repository_file_stops_it(simulate):
            "mae_tutorial/results/ablations.json")
     passed, line = simulate("fetch", f"import urllib.request\nurllib.request.urlopen({url!r})")
     assert not passed and "no network" in line, line
+
+
+# Which Python, torch and precision the simulation runs: pure functions, no environment made.
+
+HERE = ("/usr/bin/python3", "3.11.7")
+MACHINE = ("torch==2.14.1", "torchvision==0.29.1")
+
+
+def test_it_looks_for_python_3_13_on_path_then_under_pyenv_newest_first(tmp_path):
+    for version in ("3.12.1", "3.13.0", "3.13.2", "3.13.1t", "3.13-dev"):
+        bin_dir = tmp_path / "versions" / version / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "python3.13").touch()
+    found = colab_sim.python_candidates(lambda name: f"/usr/bin/{name}", tmp_path)
+    assert found == ["/usr/bin/python3.13", str(tmp_path / "versions/3.13.2/bin/python3.13"),
+                     str(tmp_path / "versions/3.13.0/bin/python3.13")]
+    assert colab_sim.python_candidates(lambda name: None, tmp_path / "none") == []
+
+
+def test_it_runs_the_first_usable_python_3_13_with_colabs_torch():
+    runtime = colab_sim.choose_runtime(
+        [("/root/.pyenv/shims/python3.13", None), ("/opt/py/bin/python3.12", "3.12.1"),
+         ("/opt/py313/bin/python3.13", "3.13.0")], HERE, MACHINE)
+    assert (runtime.python, runtime.version) == ("/opt/py313/bin/python3.13", "3.13.0")
+    assert runtime.colab_python and runtime.torch == colab_sim.COLAB_TORCH
+    assert "Colab's Python 3.13" in runtime.why_python
+    assert colab_sim.COLAB_TORCH == ("torch==2.11.0", "torchvision==0.26.0")
+
+
+def test_without_python_3_13_it_runs_this_machines_and_says_what_it_looked_for():
+    runtime = colab_sim.choose_runtime([("/root/.pyenv/shims/python3.13", None)], HERE, MACHINE)
+    assert (runtime.python, runtime.version) == HERE and not runtime.colab_python
+    assert runtime.torch == colab_sim.COLAB_TORCH  # still Colab's torch, for this Python
+    assert "no Python 3.13" in runtime.why_python
+    assert "/root/.pyenv/shims/python3.13 (unusable)" in runtime.why_python
+    here_313 = ("/usr/bin/python3.13", "3.13.1")
+    assert colab_sim.choose_runtime([], here_313, MACHINE).python == here_313[0]
+
+
+def test_machine_runtime_and_the_fallback_run_this_machines_python_and_torch():
+    machine = colab_sim.choose_runtime([("/x/python3.13", "3.13.0")], HERE, MACHINE, "machine")
+    assert (machine.python, machine.version, machine.torch) == (*HERE, MACHINE)
+    failed = colab_sim.choose_runtime([("/x/python3.13", "3.13.0")], HERE, MACHINE)
+    backup = colab_sim.fallback(failed, HERE, MACHINE, "No matching distribution found")
+    assert (backup.python, backup.version, backup.torch) == (*HERE, MACHINE)
+    assert "torch==2.11.0" in backup.why_python and "3.13.0" in backup.why_python
+    assert "No matching distribution found" in backup.why_torch
+    with pytest.raises(ValueError):
+        colab_sim.choose_runtime([], HERE, MACHINE, "gpu")
+
+
+def test_requirements_are_the_pins_and_the_runtimes_torch_one_tifffile_per_python():
+    from packaging.requirements import Requirement
+
+    runtime = colab_sim.choose_runtime([("/x/python3.13", "3.13.0")], HERE, MACHINE)
+    wanted = colab_sim.requirements(runtime)
+    assert wanted[-2:] == list(colab_sim.COLAB_TORCH) and "ipywidgets==7.7.1" in wanted
+    for python in ("3.11", "3.13"):
+        tifffile = [r for r in map(Requirement, wanted) if r.name == "tifffile"
+                    and (r.marker is None or r.marker.evaluate({"python_version": python}))]
+        assert len(tifffile) == 1, (python, tifffile)
+
+
+def test_every_notebook_trains_in_fp32_as_on_colab_unless_the_machine_runtime_is_asked(tmp_path):
+    python = tmp_path / "venv" / "bin" / "python"
+    environ = {"MAE_TUTORIAL_CPU_BF16": "1", "OMP_NUM_THREADS": "2", "GITHUB_TOKEN": "x"}
+    env = colab_sim.notebook_env(python, tmp_path, tmp_path / "w.whl", tmp_path, environ)
+    assert env["MAE_TUTORIAL_CPU_BF16"] == "0" and env["OMP_NUM_THREADS"] == "2"
+    assert "GITHUB_TOKEN" not in env
+    env = colab_sim.notebook_env(python, tmp_path, tmp_path / "w.whl", tmp_path, environ,
+                                 colab_precision=False)
+    assert env["MAE_TUTORIAL_CPU_BF16"] == "1"
+    assert "MAE_TUTORIAL_CPU_BF16" not in colab_sim.notebook_env(
+        python, tmp_path, tmp_path / "w.whl", tmp_path, {}, colab_precision=False)
+
+
+def test_the_summary_names_python_torch_and_precision_and_why():
+    runtime = colab_sim.choose_runtime([], HERE, MACHINE)
+    text = colab_sim.summary(runtime, {"python": "3.11.7", "torch": "2.11.0+cu130",
+                                       "torchvision": "0.26.0+cu130", "ipywidgets": "7.7.1"})
+    assert "Python 3.11.7 (/usr/bin/python3): no Python 3.13" in text
+    assert "torch 2.11.0+cu130, torchvision 0.26.0+cu130: Colab's" in text
+    assert "precision: fp32 (MAE_TUTORIAL_CPU_BF16=0" in text

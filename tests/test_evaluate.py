@@ -261,3 +261,21 @@ def test_frozen_feature_table_puts_the_baselines_beside_the_model():
     by_hand = ev.against_random_init(model, data, test, "mean", 5, seed=7)["random init"]
     assert rows["random-init ViT"] == by_hand  # the same seeded architecture
     assert all(0 <= r[k] <= 100 for r in rows.values() for k in ("knn", "linear_probe"))
+
+
+def test_the_baseline_table_is_each_baselines_features_judged_alike():
+    data = load_dataset("synthetic", synthetic_size=200)
+    test = load_dataset("synthetic", train=False).first(100)
+    model = tiny()
+    rows = ev.baseline_table(model, data, test, probe_epochs=5, seed=7)
+    assert list(rows) == list(ev.BASELINES)
+    for kind in ev.BASELINES:  # the numbers frozen_feature_table gave before it was split
+        train_x, test_x = (ev.baseline_features(kind, d, model, "mean", 7) for d in (data, test))
+        args = (train_x, data.labels, test_x, test.labels)
+        assert rows[kind] == {"knn": ev.knn_accuracy(*args),
+                              "linear_probe": ev.linear_probe(*args, epochs=5)}, kind
+    table = ev.frozen_feature_table(model, data, test, probe_epochs=5, seed=7)
+    assert {kind: table[kind] for kind in ev.BASELINES} == rows
+    other = ev.baseline_table(model, data, test, probe_epochs=5, seed=8)
+    assert other["raw pixels"] == rows["raw pixels"]  # no weights, nothing seeded
+    assert other["random CNN"] != rows["random CNN"]

@@ -243,3 +243,47 @@ def test_the_timed_step_is_the_trainers_step(tmp_path):
     assert run.model.training and [step().item() for _ in range(3)] == logged
     rates = mt.lab.speed.images_per_second({"a": cfg, "b": cfg}, steps=1, rounds=1)
     assert set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())
+
+
+def test_the_baselines_are_computed_once_per_settings_architecture_and_data(tmp_path,
+                                                                              monkeypatch):
+    tiny = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
+                decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    model = mt.MaskedAutoencoderViT(**tiny).eval()
+    data = mt.data.load_dataset("synthetic", synthetic_size=120)
+    test = mt.data.load_dataset("synthetic", synthetic_size=60, seed=5)
+    calls = []
+    real = cache.baseline_table
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "baseline_table", counting)
+    first = cache.baselines_once(model, data, test, cache=tmp_path, probe_epochs=2)
+    assert first == real(model, data, test, probe_epochs=2) and len(calls) == 1
+    files = list(tmp_path.glob("baselines-*.json"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+    again = cache.baselines_once(model, data, test, cache=tmp_path, probe_epochs=2,
+                                 pool="mean", seed=0)  # the defaults, passed
+    assert again == first and len(calls) == 1
+    trained = mt.MaskedAutoencoderViT(**tiny).eval()  # other weights, same architecture
+    assert not trained.patch_embed.proj.weight.equal(model.patch_embed.proj.weight)
+    assert cache.baselines_once(trained, data, test, cache=tmp_path, probe_epochs=2) == first
+    assert len(calls) == 1  # the random-init ViT never reads the weights
+    other = mt.data.load_dataset("synthetic", synthetic_size=120, seed=3)
+    for model_, data_, kwargs in ((model, data, {"seed": 1}),  # another seed
+                                  (model, other, {}),  # other data
+                                  (model, data, {"pool": "cls"}),  # another setting
+                                  (mt.MaskedAutoencoderViT(**{**tiny, "depth": 1}), data, {})):
+        cache.baselines_once(model_, data_, test, cache=tmp_path, probe_epochs=2, **kwargs)
+    assert len(calls) == 5 and len(list(tmp_path.glob("baselines-*.json"))) == 5
+    # the cache folder of the book by default; new evaluation code replaces the old file
+    monkeypatch.setenv("MAE_RUNS_CACHE", str(tmp_path))
+    fake = tmp_path / "pkg"
+    fake.mkdir()
+    (fake / "evaluate.py").write_text("# other evaluation code\n")
+    monkeypatch.setattr(cache, "PACKAGE", fake)
+    assert cache.baselines_once(model, data, test, probe_epochs=2) == first
+    assert len(calls) == 6 and len(list(tmp_path.glob("baselines-*.json"))) == 5
+    assert not files[0].exists()

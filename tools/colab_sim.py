@@ -5,9 +5,14 @@
 
 What a reader who opens a chapter from its Colab badge gets, as far as a CPU machine offline
 can have it:
-- Colab's packages: a fresh virtual environment with the versions Colab's image lists for the
-  packages the book touches (`tools/colab/constraints.txt`, with its source and date; ipywidgets
-  7.7.1, IPython 7), and this machine's torch and torchvision;
+- Colab's Python and packages: a fresh virtual environment made with Python 3.13 where this
+  machine has it (`python3.13` on PATH or under pyenv; else this machine's Python, and it says
+  so), the versions Colab's image lists for the packages the book touches
+  (`tools/colab/constraints.txt`, with its source and date; ipywidgets 7.7.1, IPython 7), and
+  Colab's torch 2.11.0 and torchvision 0.26.0 from PyPI (if pip cannot install them, this
+  machine's Python, torch and torchvision instead, and it says why);
+- Colab's precision on a CPU: fp32 (`MAE_TUTORIAL_CPU_BF16=0`, even on a CPU with native bf16,
+  where the book build trains in bf16);
 - a Colab runtime: `google.colab` imported in every process of that environment, its
   `drive.mount` failing (on Colab it waits for a sign-in), and no network except this machine
   (`tools/colab/site/`);
@@ -16,9 +21,12 @@ can have it:
   (`MAE_TUTORIAL_PIP` points that cell at a wheel of this checkout, not at GitHub);
 - every cell in order, to the end ("Run all").
 
-It may reuse the models the book build trained (`--cache`, default `book/runs/cache`): it tests
-the code paths of Colab's environment, not Colab's speed. Prints one line per notebook and
-exits 1 if any notebook stopped.
+It shares the book build's model cache (`--cache`, default `book/runs/cache`), but a model is
+keyed by torch's version and the precision, so under Colab's torch and fp32 it trains each
+shared model once itself (`--runtime machine`: this machine's Python, torch and precision,
+which reuse the build's models). It tests the code paths of Colab's environment, not Colab's
+speed. Prints which Python, torch and precision ran and why, one line per notebook, and exits 1
+if any notebook stopped.
 """
 
 from __future__ import annotations
@@ -26,47 +34,173 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "colab"
 CONSTRAINTS = HERE / "constraints.txt"
 DEFAULT_VENV = ROOT / "_build" / "colab" / "venv"
+# Colab's image, as constraints.txt's source lists it: its Python, torch and torchvision.
+COLAB_PYTHON = (3, 13)
+COLAB_TORCH = ("torch==2.11.0", "torchvision==0.26.0")
+# What every notebook's environment gets, as on Colab: a Colab CPU runtime trains in fp32, so
+# the package is told this CPU has no native bf16 (mae_tutorial.optim.cpu_has_native_bf16).
+COLAB_ENV = {"MAE_TUTORIAL_CPU_BF16": "0"}
 
 
-def requirements() -> list[str]:
-    """What the simulation installs: the constraints file's pins, plus this machine's torch
-    and torchvision."""
+@dataclass(frozen=True)
+class Runtime:
+    """The simulation's Python and torch, and why these."""
+
+    python: str               # the interpreter the virtual environment is made from
+    version: str              # its version, X.Y.Z
+    torch: tuple[str, ...]    # torch and torchvision, as pip requirements
+    why_python: str
+    why_torch: str
+
+    @property
+    def colab_python(self) -> bool:
+        return tuple(int(n) for n in self.version.split(".")[:2]) == COLAB_PYTHON
+
+
+def machine_torch() -> tuple[str, ...]:
+    """This machine's torch and torchvision (of the Python running this script), as pins."""
+    return tuple(f"{name}=={importlib.metadata.version(name).split('+')[0]}"
+                 for name in ("torch", "torchvision"))
+
+
+def python_candidates(which: Callable[[str], str | None] = shutil.which,
+                      pyenv_root: Path | None = None) -> list[str]:
+    """Where Colab's Python may be on this machine: `python3.13` on PATH, then pyenv's 3.13
+    builds, newest first (free-threaded and development builds left out). Unchecked: a
+    pyenv shim on PATH may name a version that is not selected (`probe` tells)."""
+    name = "python{}.{}".format(*COLAB_PYTHON)
+    found = [p for p in [which(name)] if p]
+    root = pyenv_root or Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    pattern = re.compile(r"{}\.{}\.(\d+)$".format(*COLAB_PYTHON))
+    builds = [(int(m.group(1)), path) for path in root.glob(f"versions/*/bin/{name}")
+              if (m := pattern.match(path.parents[1].name))]
+    found += [str(path) for _, path in sorted(builds, reverse=True)]
+    return list(dict.fromkeys(found))
+
+
+def probe(python: str) -> str | None:
+    """The version (X.Y.Z) of `python` if it runs and can make a virtual environment (a
+    Debian python3.13 without python3.13-venv cannot), else None."""
+    try:
+        done = subprocess.run([python, "-c", "import ensurepip, sys, venv; "
+                               "print('.'.join(map(str, sys.version_info[:3])))"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def choose_runtime(probed: list[tuple[str, str | None]], here: tuple[str, str],
+                   machine: tuple[str, ...], runtime: str = "colab") -> Runtime:
+    """The Python and torch to run (pure). `probed`: candidates for Colab's Python and their
+    versions (None: unusable); `here`: this machine's Python and its version; `machine`: this
+    machine's torch and torchvision pins. `runtime="machine"` takes this machine's Python and
+    torch; `"colab"` takes the first probed Python of Colab's version (or this machine's, if
+    it is one; else this machine's, saying what was looked for) and Colab's torch."""
+    if runtime == "machine":
+        return Runtime(*here, machine, "this machine's Python (--runtime machine)",
+                       "this machine's torch and torchvision (--runtime machine)")
+    if runtime != "colab":
+        raise ValueError(f"runtime must be colab or machine, not {runtime!r}")
+    wanted = "{}.{}".format(*COLAB_PYTHON)
+    colab = [(path, version) for path, version in [here, *probed]
+             if version and version.split(".")[:2] == wanted.split(".")]
+    if colab:
+        python, version = colab[0]
+        how = "this script's Python" if colab[0] == here else "found on this machine"
+        why_python = f"Colab's Python {wanted}, {how}"
+    else:
+        python, version = here
+        looked = ", ".join(f"{path} ({'unusable' if v is None else v})" for path, v in probed)
+        why_python = (f"no Python {wanted} here (python{wanted} on PATH and pyenv's builds; "
+                      f"{looked or 'none found'}), so this machine's Python, not Colab's")
+    return Runtime(python, version, COLAB_TORCH, why_python,
+                   "Colab's torch and torchvision, from PyPI")
+
+
+def fallback(failed: Runtime, here: tuple[str, str], machine: tuple[str, ...],
+             error: str) -> Runtime:
+    """What runs when pip cannot install `failed`'s torch: this machine's Python and torch."""
+    return Runtime(*here, machine,
+                   f"this machine's Python, since pip could not install {' '.join(failed.torch)}"
+                   f" for Python {failed.version}",
+                   f"this machine's torch and torchvision, not Colab's ({error})")
+
+
+def requirements(runtime: Runtime | None = None) -> list[str]:
+    """What the simulation installs: the constraints file's pins (some with a marker for the
+    Python they apply to), plus the runtime's torch and torchvision (default: this
+    machine's)."""
     pins = [line.split("#")[0].strip() for line in CONSTRAINTS.read_text().splitlines()]
-    torch = [f"{name}=={importlib.metadata.version(name).split('+')[0]}"
-             for name in ("torch", "torchvision")]
-    return [p for p in pins if p] + torch
+    torch = machine_torch() if runtime is None else runtime.torch
+    return [p for p in pins if p] + list(torch)
 
 
-def ensure_venv(venv: Path = DEFAULT_VENV) -> Path:
-    """The simulation's Python (made, or remade when its requirements or stand-ins changed)."""
+def ensure_venv(venv: Path = DEFAULT_VENV, runtime: Runtime | None = None) -> Path:
+    """The simulation's Python (made from `runtime`'s Python, default this one with this
+    machine's torch; remade when its Python, requirements or stand-ins changed). Raises
+    CalledProcessError, with pip's output, if pip cannot install the requirements."""
+    if runtime is None:
+        runtime = choose_runtime([], (sys.executable, sys.version.split()[0]), machine_torch(),
+                                 "machine")
     python = venv / "bin" / "python"
     stamp = venv / "colab-sim.stamp"
-    wanted = hashlib.sha256("\n".join(requirements()).encode())
+    wanted = hashlib.sha256("\n".join([runtime.python, runtime.version,
+                                        *requirements(runtime)]).encode())
     for path in sorted((HERE / "site").rglob("*.py")):
         wanted.update(path.read_bytes())
     if python.exists() and stamp.exists() and stamp.read_text() == wanted.hexdigest():
         return python
-    print(f"making the Colab environment in {venv} (Colab's package versions)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    print(f"making the Colab environment in {venv} (Python {runtime.version}, "
+          f"{' '.join(runtime.torch)}, Colab's package versions)", flush=True)
+    start = time.perf_counter()
+    subprocess.run([runtime.python, "-m", "venv", "--clear", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    *requirements()], check=True)
+                    *requirements(runtime)], check=True, capture_output=True, text=True)
     site = Path(subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True).stdout.strip())
     shutil.copytree(HERE / "site", site, dirs_exist_ok=True)
     stamp.write_text(wanted.hexdigest())
+    print(f"made in {time.perf_counter() - start:.0f} s", flush=True)
     return python
+
+
+def prepare(venv: Path = DEFAULT_VENV, runtime: str = "colab") -> tuple[Path, Runtime]:
+    """Choose the runtime (`choose_runtime`), make its environment, and fall back to this
+    machine's Python and torch if pip cannot install Colab's torch. Returns (the
+    environment's Python, the runtime that made it)."""
+    here = (sys.executable, sys.version.split()[0])
+    candidates = [] if runtime == "machine" else python_candidates()
+    chosen = choose_runtime([(path, probe(path)) for path in candidates], here,
+                            machine_torch(), runtime)
+    try:
+        return ensure_venv(venv, chosen), chosen
+    except subprocess.CalledProcessError as error:
+        if chosen.torch == machine_torch() and chosen.python == here[0]:
+            raise
+        output = (error.stderr or error.stdout or "").strip().splitlines()
+        print("pip could not install Colab's runtime; its last lines:", *output[-5:],
+              sep="\n  ", flush=True)
+        reason = output[-1][:200] if output else f"pip exited {error.returncode}"
+        backup = fallback(chosen, here, machine_torch(), reason)
+        return ensure_venv(venv, backup), backup
 
 
 def build_wheel(into: Path) -> Path:
@@ -85,30 +219,62 @@ def chapters() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
+def notebook_env(python: Path, workdir: Path, wheel: Path, cache: Path,
+                 environ: dict[str, str] | None = None,
+                 colab_precision: bool = True) -> dict[str, str]:
+    """A notebook's environment, clean as a fresh Colab runtime's: from `environ` (default
+    os.environ) only the variables that say how to run, not what, and Colab's precision
+    (`COLAB_ENV`: fp32 on a CPU); `colab_precision=False` (`--runtime machine`) keeps this
+    machine's (its `MAE_TUTORIAL_CPU_BF16`, if set)."""
+    environ = os.environ if environ is None else environ
+    env = {"PATH": f"{python.parent}{os.pathsep}/usr/bin:/bin", "HOME": str(workdir),
+           "LANG": environ.get("LANG", "C.UTF-8"), "PYTHONUNBUFFERED": "1",
+           "MAE_TUTORIAL_PIP": f"mae-tutorial @ {wheel.as_uri()}",
+           "MAE_RUNS_CACHE": str(cache), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "MPLCONFIGDIR": str(python.parents[1] / "matplotlib")}  # a font cache, as on Colab
+    passed = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "TMPDIR", "ATEN_CPU_CAPABILITY",
+              "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"]
+    for name in passed + ([] if colab_precision else list(COLAB_ENV)):
+        if name in environ:
+            env[name] = environ[name]
+    if colab_precision:
+        env.update(COLAB_ENV)
+    return env
+
+
 def run_notebook(python: Path, notebook: Path, workdir: Path, wheel: Path, cache: Path,
-                 timeout: int = 600) -> tuple[bool, str]:
+                 timeout: int = 600, colab_precision: bool = True) -> tuple[bool, str]:
     """Run one notebook as a fresh Colab runtime would: copied alone into `workdir`, the
-    package uninstalled first, a clean environment. Returns (passed, the executor's line)."""
+    package uninstalled first, a clean environment (`notebook_env`). Returns (passed, the
+    executor's line)."""
     workdir.mkdir(parents=True, exist_ok=True)
     copy = workdir / notebook.name
     shutil.copy(notebook, copy)
     subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "mae-tutorial"],
                    capture_output=True)
-    env = {"PATH": f"{python.parent}{os.pathsep}/usr/bin:/bin", "HOME": str(workdir),
-           "LANG": os.environ.get("LANG", "C.UTF-8"), "PYTHONUNBUFFERED": "1",
-           "MAE_TUTORIAL_PIP": f"mae-tutorial @ {wheel.as_uri()}",
-           "MAE_RUNS_CACHE": str(cache), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-           "MPLCONFIGDIR": str(python.parents[1] / "matplotlib")}  # a font cache, as on Colab
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TMPDIR", "ATEN_CPU_CAPABILITY",
-                 "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",  # how to run, not what
-                 "MAE_TUTORIAL_CPU_BF16"):
-        if name in os.environ:
-            env[name] = os.environ[name]
+    env = notebook_env(python, workdir, wheel, cache, colab_precision=colab_precision)
     done = subprocess.run([str(python), str(HERE / "execute.py"), str(copy), "--timeout",
                            str(timeout)], cwd=workdir, env=env, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     line = lines[-1] if lines else f"failed: {done.stderr.strip()[-500:]}"
     return done.returncode == 0, line
+
+
+def summary(runtime: Runtime, ran: dict[str, str], colab_precision: bool = True) -> str:
+    """What the simulation runs and why, as printed before the notebooks (pure). `ran`: the
+    environment's versions of python, torch, torchvision and ipywidgets, as it reports them."""
+    precision = ("fp32 (" + " ".join(f"{k}={v}" for k, v in COLAB_ENV.items()) +
+                 " in every notebook), as on Colab's CPU runtime" if colab_precision else
+                 "this machine's (bf16 on a CPU with native bf16, unless "
+                 "MAE_TUTORIAL_CPU_BF16=0 is set)")
+    return "\n".join([
+        "Colab simulation:",
+        f"  Python {ran.get('python', runtime.version)} ({runtime.python}): "
+        f"{runtime.why_python}",
+        f"  torch {ran.get('torch', '?')}, torchvision {ran.get('torchvision', '?')}: "
+        f"{runtime.why_torch}",
+        f"  precision: {precision}",
+        f"  ipywidgets {ran.get('ipywidgets', '?')}; no network; google.colab stand-in"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,20 +284,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "book" / "runs" / "cache",
                         help="the pre-trained models to reuse (MAE_RUNS_CACHE)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--runtime", choices=("colab", "machine"), default="colab",
+                        help="colab (default): Python 3.13 where found, Colab's torch, fp32; "
+                             "machine: this machine's Python, torch and precision (reuses "
+                             "the build's models)")
     args = parser.parse_args(argv)
-    python = ensure_venv(args.venv)
-    version = subprocess.run([str(python), "-c", "import ipywidgets, torch, sys; print("
-                              "f'ipywidgets {ipywidgets.__version__}, torch {torch.__version__},"
-                              " Python {sys.version.split()[0]}')"],
-                             capture_output=True, text=True).stdout.strip()
-    print(f"Colab simulation: {version}, no network, google.colab stand-in", flush=True)
+    python, runtime = prepare(args.venv, args.runtime)
+    colab_precision = args.runtime == "colab"
+    report = subprocess.run([str(python), "-c", "import ipywidgets, json, sys, torch, "
+                             "torchvision; print(json.dumps({'python': sys.version.split()[0], "
+                             "'torch': torch.__version__, 'torchvision': torchvision.__version__,"
+                             " 'ipywidgets': ipywidgets.__version__}))"],
+                            capture_output=True, text=True).stdout.strip()
+    ran = json.loads(report) if report.startswith("{") else {}
+    print(summary(runtime, ran, colab_precision), flush=True)
     failed = []
     with tempfile.TemporaryDirectory(prefix="colab-sim-") as tmp:
         wheel = build_wheel(Path(tmp) / "wheel")
         for notebook in args.notebooks or chapters():
             notebook = notebook.resolve()
             passed, line = run_notebook(python, notebook, Path(tmp) / notebook.stem, wheel,
-                                        args.cache.resolve(), args.timeout)
+                                        args.cache.resolve(), args.timeout, colab_precision)
             print(f"{notebook.name:<36} {line}", flush=True)
             if not passed:
                 failed.append(notebook.name)

@@ -5,15 +5,17 @@ checkpoints, optimizers, figures); then the two entry points, `train` and `evalu
 library and a command line. The lab is the only code besides those command lines that imports
 them, and only notebooks and benchmarks import the lab:
 
-- `cache`: the book's pre-trained models and fine-tunings, computed once and then loaded;
+- `cache`: the book's pre-trained models, fine-tunings and baseline tables, computed once and
+  then loaded;
 - `ablations`: the paper's ablation variants at small scale, each pre-trained and measured;
 - `results`: the measurements shipped with the package, which chapters read;
 - `speed`: the real training step, timed (`speed.images_per_second`).
 """
 
 from . import ablations, cache, results, speed
-from .cache import book_model, default_cache, finetune_once, pretrain_once, run_key
+from .cache import baselines_once, book_model, default_cache, finetune_once, pretrain_once, run_key
 from .results import read_json, read_result
 
-__all__ = ["ablations", "book_model", "cache", "default_cache", "finetune_once",
-           "pretrain_once", "read_json", "read_result", "results", "run_key", "speed"]
+__all__ = ["ablations", "baselines_once", "book_model", "cache", "default_cache",
+           "finetune_once", "pretrain_once", "read_json", "read_result", "results", "run_key",
+           "speed"]

@@ -1,5 +1,5 @@
-"""Pre-train once, use many times: the cached pre-training runs and fine-tunings that chapters
-and benchmarks share.
+"""Pre-train once, use many times: the cached pre-training runs, fine-tunings and baseline
+tables that chapters and benchmarks share.
 
 Chapters 5 to 9 look at the same quick MAE from different sides (its loss, its training, its
 features). Each calls `book_model()`: the first call trains it, as
@@ -31,6 +31,7 @@ import torch
 from ..checkpoint import CHECKPOINT, mae_from_checkpoint
 from ..config import SESSION_FIELDS, TrainConfig, config_from_preset
 from ..data import ImageSet
+from ..evaluate import baseline_table
 from ..finetune import finetune
 from ..mae import MaskedAutoencoderViT
 from ..optim import autocast_dtype
@@ -176,4 +177,47 @@ def finetune_once(run: str | Path, data_train: ImageSet, data_test: ImageSet,
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)  # atomic: a reader never sees half a file
+    return result
+
+
+_BASELINE_SIGNATURE = inspect.signature(baseline_table)
+
+
+def baselines_once(model: MaskedAutoencoderViT, data_train: ImageSet, data_test: ImageSet,
+                   cache: str | Path | None = None,
+                   **kwargs: Any) -> dict[str, dict[str, float]]:
+    """`evaluate.baseline_table(model, data_train, data_test, **kwargs)`: the frozen-feature
+    baselines that need no pre-training (raw pixels, the random-init ViT, a random CNN),
+    computed on the first call and kept in `cache` (default: `default_cache()`) as JSON;
+    later calls read it. Chapter 5 and the errata and ablations appendices.
+
+    The file is keyed by the settings, `model`'s architecture (its config: the random-init
+    ViT never sees the trained weights), the data, the source of `evaluate` and of what it
+    imports, torch's version and the device's mixed precision (the ViT's features are
+    computed under it). A file of the same settings and data from older code is removed."""
+    call = _BASELINE_SIGNATURE.bind(model, data_train, data_test, **kwargs)
+    call.apply_defaults()  # a default passed explicitly or left out is the same setting
+    settings = {k: v for k, v in sorted(call.arguments.items())
+                if k not in ("model", "data_train", "data_test")}
+    architecture = dataclasses.asdict(model.config)
+    what = hashlib.sha256(json.dumps([settings, architecture], sort_keys=True,
+                                     default=str).encode())
+    for data in (data_train, data_test):
+        what.update(data.images.numpy().tobytes() + data.labels.numpy().tobytes())
+    device = next(model.parameters()).device
+    code = _source_digest("evaluate")
+    code.update(f"{torch.__version__} {device.type} {autocast_dtype(device, 'auto')}".encode())
+    cache = default_cache() if cache is None else Path(cache)
+    prefix = f"baselines-{what.hexdigest()[:10]}"
+    path = cache / f"{prefix}-{code.hexdigest()[:10]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = baseline_table(model, data_train, data_test, **kwargs)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per writer
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    for stale in cache.glob(f"{prefix}-*.json"):  # the same table by older code
+        if stale != path:
+            stale.unlink(missing_ok=True)
     return result
