@@ -189,7 +189,7 @@ def baselines_once(model: MaskedAutoencoderViT, data_train: ImageSet, data_test:
     """`evaluate.baseline_table(model, data_train, data_test, **kwargs)`: the frozen-feature
     baselines that need no pre-training (raw pixels, the random-init ViT, a random CNN),
     computed on the first call and kept in `cache` (default: `default_cache()`) as JSON;
-    later calls read it. Chapter 5 and the errata and ablations appendices.
+    later calls read it. Chapters 5 and 7, the errata and ablations appendices.
 
     The file is keyed by the settings, `model`'s architecture (its config: the random-init
     ViT never sees the trained weights), the data, the source of `evaluate` and of what it
