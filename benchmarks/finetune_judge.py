@@ -11,6 +11,11 @@ random weights, with chapter 7's recipe at base lr 1e-2 for `--finetune-epochs` 
 
     python benchmarks/finetune_judge.py                 # seeds 0 1 2, 6-epoch pre-training
     python benchmarks/finetune_judge.py --print         # the table of what is done so far
+    python benchmarks/finetune_judge.py --ablations loss_on_all   # and that variant's MAE
+
+With `--ablations`, each named row of `mt.lab.ablations.ABLATIONS` is pre-trained as the
+ablations appendix pre-trains it (the same cached model for each seed) and fine-tuned as the
+MAE is, under the encoder name "MAE, <row>"; the ViT from scratch does not depend on the row.
 
 Every finished (budget, seed, encoder) is written at once to
 mae_tutorial/results/finetune_judge.json and skipped on a restart.
@@ -31,9 +36,10 @@ from ablations import ROOT, machine, write  # one home for the results files' fo
 
 from mae_tutorial.data import GENERATED, evaluation_split
 from mae_tutorial.lab import finetune_once, pretrain_once
+from mae_tutorial.lab.ablations import ABLATIONS
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "finetune_judge.json"
-ENCODERS = {"MAE": True, "from scratch": False}
+ENCODERS = {"MAE": True, "from scratch": False}  # name -> pre-trained
 
 
 def main() -> None:
@@ -45,6 +51,9 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", nargs="+", type=int, default=[6])
     parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--base-lr", type=float, default=1e-2)
+    parser.add_argument("--ablations", nargs="+", default=[],
+                        choices=[n for n in ABLATIONS if n != "baseline"],
+                        help="also fine-tune these ablation rows' pre-trained encoders")
     args = parser.parse_args()
     results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
     if args.print:
@@ -60,14 +69,17 @@ def main() -> None:
     data = evaluation_split(dataset=args.dataset)
     for pretrain_epochs in args.pretrain_epochs:
         for seed in args.seeds:
-            for encoder, pretrained in ENCODERS.items():
+            encoders = [(name, pretrained, {}) for name, pretrained in ENCODERS.items()]
+            encoders += [(f"MAE, {row}", True, ABLATIONS[row].overrides)
+                         for row in args.ablations]
+            for encoder, pretrained, overrides in encoders:
                 key = (f"{args.dataset}/{pretrain_epochs}/{seed}/{encoder}/"
                        f"{args.finetune_epochs} epochs at {args.base_lr:g}")
                 if key in results["runs"]:
                     continue
                 start = time.perf_counter()
                 mae, run = pretrain_once("quick", dataset=args.dataset, seed=seed,
-                                         epochs=pretrain_epochs)
+                                         epochs=pretrain_epochs, **overrides)
                 device = next(mae.parameters()).device
                 row = finetune_once(run, *data, mae, pretrained=pretrained, seed=seed,
                                     device=device, epochs=args.finetune_epochs,

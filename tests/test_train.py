@@ -436,7 +436,7 @@ def test_the_run_seed_leaves_the_generated_training_images_alone(tmp_path):
     assert not torch.equal(images(data_seed=0), images(data_seed=1))
 
 
-# ---- torchrun on several nodes (issue 28)
+# ---- torchrun on several nodes
 
 
 def test_bf16_on_a_gpu_without_it_is_refused_with_the_fix(tmp_path, monkeypatch, capsys):
