@@ -144,3 +144,81 @@ def test_the_summary_names_python_torch_and_precision_and_why():
     assert "Python 3.11.7 (/usr/bin/python3): no Python 3.13" in text
     assert "torch 2.11.0+cu130, torchvision 0.26.0+cu130: Colab's" in text
     assert "precision: fp32 (MAE_TUTORIAL_CPU_BF16=0" in text
+
+
+# The check of a T4's precision path (tools/colab/fp16_check.py), in this process with this
+# machine's torch: a few steps of a tiny configuration, fp32 and fp16 with a gradient scaler.
+
+def _fp16_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fp16_check",
+                                                  ROOT / "tools" / "colab" / "fp16_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fp16_check"] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+fp16_check = _fp16_check()
+TINY = {"synthetic_size": 32, "batch_size": 8}  # the quick preset's model, 4 steps an epoch
+
+
+@pytest.fixture(scope="module")
+def fp16_traces():
+    from mae_tutorial.config import config_from_preset
+
+    return [fp16_check.trace(config_from_preset("quick", amp=amp, **TINY), 3)
+            for amp in ("off", "fp16")]
+
+
+def test_the_fp16_check_trains_in_float16_with_an_enabled_scaler(fp16_traces):
+    import math
+
+    assert fp16_check.cpu_scaler_problem() is None  # torch.amp.GradScaler("cpu") works here
+    fp32, fp16 = fp16_traces
+    assert (fp32.amp_dtype, fp32.scaler_enabled) == (None, False)
+    assert (fp16.amp_dtype, fp16.scaler_enabled) == ("float16", True)
+    assert fp16.scales[-1] > 1 and fp32.scales == [1.0] * 3
+    assert len(fp16.losses) == 3 and all(math.isfinite(v) for v in fp16.losses + fp32.losses)
+    # one seed: the same weights, batch and masks, so the first losses differ by fp16 alone
+    assert fp16.losses[0] != fp32.losses[0]
+    assert abs(fp16.losses[0] - fp32.losses[0]) < 1e-2 * fp32.losses[0]
+    assert fp16.total == 24  # 6 epochs of 4 steps
+    report = fp16_check.compare(fp32, fp16, tolerance=0.05)
+    assert (report["autocast_dtype"], report["scaler_enabled"], report["steps"]) == (
+        "float16", True, 3)
+    assert report["max_rel_diff"] < 0.05 and report["fp16_loss"][0] == round(fp16.losses[0], 6)
+    assert not [f for f in report["failures"] if "fp16" in f or "scaler" in f], report
+
+
+def test_the_fp16_check_reports_a_nan_a_disabled_scaler_skips_and_a_flat_loss(fp16_traces):
+    from dataclasses import replace
+
+    fp32 = replace(fp16_traces[0], losses=[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    good = replace(fp16_traces[1], losses=[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.401], skipped=[0])
+    assert fp16_check.compare(fp32, good)["failures"] == []
+
+    def failures(**changes):
+        return " | ".join(fp16_check.compare(fp32, replace(good, **changes))["failures"])
+
+    assert "not finite at step(s) [3]" in failures(losses=[1.0, 0.9, 0.8, float("nan"), 0.6,
+                                                           0.5, 0.4])
+    assert "scaler was not enabled" in failures(scaler_enabled=False)
+    assert "in fp32, not float16" in failures(amp_dtype=None)
+    assert "skipped 4 steps" in failures(skipped=[0, 1, 2, 3, 4, 5])
+    assert "fell by 0.0%" in failures(losses=[1.0] * 7)
+    assert "bit for bit" in failures(losses=list(fp32.losses))  # autocast did nothing
+    assert "differ by 25.00%" in failures(losses=[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5])
+
+
+def test_a_torch_without_a_cpu_grad_scaler_fails_the_check_and_says_so(monkeypatch):
+    class NoCpuScaler:
+        def __init__(self, device: str) -> None:
+            raise RuntimeError(f"GradScaler is not supported on {device}")
+
+    monkeypatch.setattr(fp16_check.torch.amp, "GradScaler", NoCpuScaler)
+    report = fp16_check.check(2, run=lambda cfg, steps: pytest.fail("it ran"))
+    assert len(report["failures"]) == 1
+    assert "cannot make a GradScaler for the CPU" in report["failures"][0]
+    assert "not supported on cpu" in report["failures"][0]

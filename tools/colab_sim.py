@@ -2,6 +2,7 @@
 
     python tools/colab_sim.py                         # every chapter in _toc.yml
     python tools/colab_sim.py book/02_patches_and_masking.ipynb ...
+    python tools/colab_sim.py --no-fp16                # without the fp16 check (below)
 
 What a reader who opens a chapter from its Colab badge gets, as far as a CPU machine offline
 can have it:
@@ -25,8 +26,22 @@ It shares the book build's model cache (`--cache`, default `book/runs/cache`), b
 keyed by torch's version and the precision, so under Colab's torch and fp32 it trains each
 shared model once itself (`--runtime machine`: this machine's Python, torch and precision,
 which reuse the build's models). It tests the code paths of Colab's environment, not Colab's
-speed. Prints which Python, torch and precision ran and why, one line per notebook, and exits 1
-if any notebook stopped.
+speed.
+
+After the notebooks it checks the precision path of Colab's GPU, a T4, which has no bf16 in
+hardware and so trains in fp16 autocast with a gradient scaler (`tools/colab/fp16_check.py`,
+`--no-fp16` skips it): with the simulation's Python and torch, the package installed from the
+wheel, it trains the first `--fp16-steps` steps (default 40) of the `quick` preset on the CPU
+twice from one seed, in fp32 and in fp16 with the scaler, through the trainer's own `setup` and
+`train_step`, and fails if the fp16 run has no float16 autocast or no scaler (a torch whose
+GradScaler cannot run on a CPU says so), a loss that is not finite, steps the scaler keeps
+skipping, a loss that does not fall, or a last loss off fp32's by more than its tolerance. What
+it cannot reproduce, and says so: the chapters' asserts under fp16 (fp16 autocast on a CPU is
+many times slower than fp32: the whole quick pre-training would take about an hour, and the
+check prints its estimate), and the T4's own fp16 kernels (CUDA's, not the CPU's).
+
+Prints which Python, torch and precision ran and why, one line per notebook, the fp16 check's
+result line, and exits 1 if any notebook stopped or the fp16 check failed.
 """
 
 from __future__ import annotations
@@ -53,6 +68,8 @@ DEFAULT_VENV = ROOT / "_build" / "colab" / "venv"
 # Colab's image, as constraints.txt's source lists it: its Python, torch and torchvision.
 COLAB_PYTHON = (3, 13)
 COLAB_TORCH = ("torch==2.11.0", "torchvision==0.26.0")
+FP16_CHECK = HERE / "fp16_check.py"
+FP16_STEPS = 40  # 2 to 3.5 minutes of fp16 on a 2-core CPU (fp16_check.py's docstring)
 # What every notebook's environment gets, as on Colab: a Colab CPU runtime trains in fp32, so
 # the package is told this CPU has no native bf16 (mae_tutorial.optim.cpu_has_native_bf16).
 COLAB_ENV = {"MAE_TUTORIAL_CPU_BF16": "0"}
@@ -260,6 +277,38 @@ def run_notebook(python: Path, notebook: Path, workdir: Path, wheel: Path, cache
     return done.returncode == 0, line
 
 
+def run_fp16_check(python: Path, workdir: Path, wheel: Path, cache: Path,
+                   steps: int = FP16_STEPS, timeout: int = 1800) -> tuple[bool, str]:
+    """Run `fp16_check.py` with the simulation's Python, the package installed from `wheel`
+    (not a checkout), in `workdir` with a notebook's clean environment. Returns (passed, its
+    JSON line, followed by why it failed if it did)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = notebook_env(python, workdir, wheel, cache)
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "mae-tutorial"],
+                   capture_output=True)
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                              str(wheel)], env=env, capture_output=True, text=True)
+    if install.returncode != 0:
+        return False, f"could not install {wheel.name}: {install.stderr.strip()[-500:]}"
+    try:
+        done = subprocess.run([str(python), str(FP16_CHECK), "--steps", str(steps)],
+                              cwd=workdir, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"did not finish in {timeout} s"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    why = [line for line in done.stderr.splitlines() if line.startswith("fp16 check failed")]
+    if done.returncode != 0 and not why:  # it crashed: the end of its traceback
+        why = done.stderr.strip().splitlines()[-3:] or [f"exited {done.returncode}"]
+    return done.returncode == 0, "\n".join(lines[-1:] + why)
+
+
+FP16_NOT_REPRODUCED = (
+    "not reproduced here: the chapters' asserts under fp16 (the whole quick pre-training in "
+    "fp16 on this CPU: fp16_minutes_for_all above), and the T4's own fp16 kernels (CUDA's, "
+    "not the CPU's)")
+
+
 def summary(runtime: Runtime, ran: dict[str, str], colab_precision: bool = True) -> str:
     """What the simulation runs and why, as printed before the notebooks (pure). `ran`: the
     environment's versions of python, torch, torchvision and ipywidgets, as it reports them."""
@@ -288,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="colab (default): Python 3.13 where found, Colab's torch, fp32; "
                              "machine: this machine's Python, torch and precision (reuses "
                              "the build's models)")
+    parser.add_argument("--no-fp16", action="store_true",
+                        help="skip the check of the T4's fp16 path after the notebooks")
+    parser.add_argument("--fp16-steps", type=int, default=FP16_STEPS,
+                        help="steps of each run of the fp16 check")
     args = parser.parse_args(argv)
     python, runtime = prepare(args.venv, args.runtime)
     colab_precision = args.runtime == "colab"
@@ -308,12 +361,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{notebook.name:<36} {line}", flush=True)
             if not passed:
                 failed.append(notebook.name)
+        fp16_passed = True
+        if not args.no_fp16:
+            print(f"fp16 check (a T4's precision path: {args.fp16_steps} steps of the quick "
+                  "preset on this CPU, fp32 and fp16 with a gradient scaler)", flush=True)
+            fp16_passed, line = run_fp16_check(python, Path(tmp) / "fp16", wheel,
+                                               args.cache.resolve(), args.fp16_steps)
+            print(f"  {'ok' if fp16_passed else 'failed'}:", line.replace("\n", "\n  "))
+            print(f"  {FP16_NOT_REPRODUCED}", flush=True)
     if failed:
         print(f"{len(failed)} notebook(s) stopped under the Colab simulation: "
               f"{', '.join(failed)}")
-        return 1
-    print("every notebook ran to its end")
-    return 0
+    else:
+        print("every notebook ran to its end")
+    if not fp16_passed:
+        print("the fp16 check of the T4's precision path failed (why above)")
+    return 1 if failed or not fp16_passed else 0
 
 
 if __name__ == "__main__":
