@@ -22,5 +22,5 @@ def read_result(name: str) -> str:
 
 
 def read_json(name: str) -> Any:
-    """A shipped results file, parsed, e.g. "ablations.json". Chapter 7 and the appendices."""
+    """A shipped results file, parsed, e.g. "ablations.json". Chapters 5, 7 and the appendices."""
     return json.loads(read_result(name))
