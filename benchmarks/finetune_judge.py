@@ -12,6 +12,7 @@ random weights, with chapter 7's recipe at base lr 1e-2 for `--finetune-epochs` 
     python benchmarks/finetune_judge.py                 # seeds 0 1 2, 6-epoch pre-training
     python benchmarks/finetune_judge.py --print         # the table of what is done so far
     python benchmarks/finetune_judge.py --ablations loss_on_all   # and that variant's MAE
+    python benchmarks/finetune_judge.py --pretrain-epochs 18 --mae-only   # a bigger budget
 
 With `--ablations`, each named row of `mt.lab.ablations.ABLATIONS` is pre-trained as the
 ablations appendix pre-trains it (the same cached model for each seed) and fine-tuned as the
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--ablations", nargs="+", default=[],
                         choices=[n for n in ABLATIONS if n != "baseline"],
                         help="also fine-tune these ablation rows' pre-trained encoders")
+    parser.add_argument("--mae-only", action="store_true",
+                        help="skip the ViT from scratch (it does not depend on the budget "
+                             "or the row: its runs at the chapters' budget serve)")
     args = parser.parse_args()
     results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
     if args.print:
@@ -69,7 +73,8 @@ def main() -> None:
     data = evaluation_split(dataset=args.dataset)
     for pretrain_epochs in args.pretrain_epochs:
         for seed in args.seeds:
-            encoders = [(name, pretrained, {}) for name, pretrained in ENCODERS.items()]
+            encoders = [(name, pretrained, {}) for name, pretrained in ENCODERS.items()
+                        if pretrained or not args.mae_only]
             encoders += [(f"MAE, {row}", True, ABLATIONS[row].overrides)
                          for row in args.ablations]
             for encoder, pretrained, overrides in encoders:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -274,6 +275,23 @@ def frozen_feature_table(model: MaskedAutoencoderViT, data_train: ImageSet, data
     same images with the same k-NN and probe. Chapter 7."""
     rows = {"MAE": frozen_feature_report(model, data_train, data_test, pool, probe_epochs)}
     return rows | baseline_table(model, data_train, data_test, pool, probe_epochs, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several pre-training seeds: when is one result above another?
+
+
+def seed_verdict(ours: Sequence[float], theirs: Sequence[float]) -> str:
+    """How per-seed results `ours` stand against `theirs` (accuracies, one per pre-training
+    seed): "above" where the lowest of ours beats the highest of theirs, "below" where the
+    highest of ours is under the lowest of theirs, otherwise "within noise" (the ranges
+    overlap). The book says "A beats B" only where this says so. Chapter 5."""
+    if not ours or not theirs:
+        raise ValueError(f"need at least one result on each side, got {len(ours)} and "
+                         f"{len(theirs)}: pass one accuracy per seed")
+    if min(ours) > max(theirs):
+        return "above"
+    return "below" if max(ours) < min(theirs) else "within noise"
 
 
 def main(argv: list[str] | None = None) -> int:

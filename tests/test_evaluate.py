@@ -279,3 +279,15 @@ def test_the_baseline_table_is_each_baselines_features_judged_alike():
     other = ev.baseline_table(model, data, test, probe_epochs=5, seed=8)
     assert other["raw pixels"] == rows["raw pixels"]  # no weights, nothing seeded
     assert other["random CNN"] != rows["random CNN"]
+
+
+def test_seed_verdict_says_above_or_below_only_where_the_seeds_do_not_overlap():
+    base = [40.0, 42.0, 45.0]
+    assert ev.seed_verdict([46.0, 47.5, 50.0], base) == "above"
+    assert ev.seed_verdict([30.0, 35.0, 39.9], base) == "below"
+    # a gap in the means is not enough: one seed inside the other's range is noise
+    assert ev.seed_verdict([41.0, 49.0, 50.0], base) == "within noise"
+    assert ev.seed_verdict([45.0, 48.0], base) == "within noise"  # touching counts as overlap
+    assert ev.seed_verdict(base, base) == "within noise"
+    with pytest.raises(ValueError, match="one accuracy per seed"):
+        ev.seed_verdict([], base)

@@ -287,3 +287,30 @@ def test_the_baselines_are_computed_once_per_settings_architecture_and_data(tmp_
     assert cache.baselines_once(model, data, test, probe_epochs=2) == first
     assert len(calls) == 6 and len(list(tmp_path.glob("baselines-*.json"))) == 5
     assert not files[0].exists()
+
+
+def test_the_converged_judges_runs_are_read_by_setting(tmp_path, monkeypatch):
+    import json
+
+    from mae_tutorial.lab import results
+
+    runs = {"synthetic/6/1/MAE/30 epochs at 0.01": {"accuracy": 94.0, "curve": [50.0, 94.0]},
+            "synthetic/6/0/MAE/30 epochs at 0.01": {"accuracy": 93.0, "curve": [40.0, 93.0]},
+            "synthetic/6/0/from scratch/30 epochs at 0.01": {"accuracy": 91.0, "curve": [9, 91]},
+            "synthetic/18/0/MAE/30 epochs at 0.01": {"accuracy": 96.0, "curve": [60.0, 96.0]}}
+    (tmp_path / "finetune_judge.json").write_text(json.dumps({"runs": runs}))
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    six = results.finetune_judge_runs()
+    assert six == {"MAE": {0: [40.0, 93.0], 1: [50.0, 94.0]}, "from scratch": {0: [9, 91]}}
+    assert list(six["MAE"]) == [0, 1]  # seeds in order, whatever the file's order
+    assert results.finetune_judge_runs(pretrain_epochs=18, field="accuracy") == {
+        "MAE": {0: 96.0}}
+    with pytest.raises(KeyError, match="synthetic/6/30 epochs at 0.01.*finetune_judge.py"):
+        results.finetune_judge_runs(pretrain_epochs=12)
+
+
+def test_the_shipped_judge_holds_three_seeds_of_both_encoders_at_the_chapters_budget():
+    curves = mt.lab.finetune_judge_runs()  # what chapter 7 draws
+    for encoder in ("MAE", "from scratch"):
+        assert sorted(curves[encoder]) == [0, 1, 2]
+        assert all(len(c) == 30 for c in curves[encoder].values())
