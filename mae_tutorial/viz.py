@@ -66,7 +66,8 @@ def show_rows(rows: Mapping[str, torch.Tensor], mean, std, size: float = 1.3):
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A markdown table (what `IPython.display.Markdown` renders on the pages) from a header
-    and rows of cells, each cell written with `str`. The after-MAE page (Part III)."""
+    and rows of cells, each cell written with `str`. Chapter 7, the ablations appendix and the
+    after-MAE page."""
     if any(len(row) != len(header) for row in rows):
         raise ValueError(f"every row needs {len(header)} cells, like the header {list(header)}")
     lines = [header, ["---"] * len(header), *rows]
