@@ -8,6 +8,9 @@ first time trains the shared models, the second finds them (a chapter's own time
     python benchmarks/gpu_book.py --device cpu --passes 2 --alone \
         --output mae_tutorial/results/book_cpu.json  # the CPU reference
     python benchmarks/gpu_book.py --device cpu --only intro 02_patches_and_masking  # small
+    python benchmarks/gpu_book.py --device cpu --only appendix_ablations --merge \
+        --cache book/runs/cache --passes 1 --alone \
+        --output mae_tutorial/results/book_cpu.json   # one chapter's times measured again
 
 On a GPU the book runs the same settings as on a CPU (one budget), so the key numbers should
 agree up to the arithmetic of the device (bf16 or fp16 against the CPU's bf16 or fp32).
@@ -94,6 +97,26 @@ def code_log(path: Path) -> Path:
     return path.with_name(f"{path.stem}_code.json")
 
 
+def merge_log(old: dict, new: dict, names: list[str]) -> dict:
+    """`old` with the chapters `names` measured again: each pass of theirs that `new` ran
+    replaces the old record; a pass it did not run (the book in order, "cold") keeps the old
+    record, marked with the date it was measured. The other chapters are left as they were."""
+    fresh = {(r["chapter"], r["pass"]): r for r in new["chapters"]}
+    chapters = []
+    for r in old["chapters"]:
+        if r["chapter"] not in names:
+            chapters.append(r)
+        elif (r["chapter"], r["pass"]) in fresh:
+            chapters.append(fresh.pop((r["chapter"], r["pass"])))
+        else:
+            chapters.append(r | {"measured": r.get("measured", old["date"])})
+    if fresh:
+        raise ValueError(f"passes the old log does not have: {sorted(fresh)}; run the whole "
+                         "book (no --merge) to add a pass")
+    merged = [{"chapters": names, "date": new["date"], "machine": new["machine"]}]
+    return old | {"chapters": chapters, "merged": old.get("merged", []) + merged}
+
+
 def run_chapter(name: str, workdir: Path, timeout: int) -> dict:
     """Execute one chapter in `workdir` with the probe appended; its record."""
     nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
@@ -152,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="chapter names (default: every chapter)")
     parser.add_argument("--cache", type=Path, help="a model cache to reuse (default: empty)")
     parser.add_argument("--output", type=Path, default=None, help="the JSON log to write")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only and an existing --output: replace only those "
+                             "chapters' records (and their code hashes) in the log")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--passes", type=int, default=1, choices=[0, 1, 2],
                         help="2: run the book twice with the same cache (cold, then warm); "
@@ -163,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.passes == 0 and not args.alone:
         parser.error("--passes 0 runs nothing; add --alone, or choose 1 or 2 passes")
     names = args.only or chapters()
+    if args.merge and not (args.only and args.output and args.output.exists()):
+        parser.error("--merge needs --only CHAPTERS and an existing --output log")
     unknown = sorted(set(names) - set(chapters()))
     if unknown:
         parser.error(f"unknown chapters {unknown}; choose from {chapters()}")
@@ -199,9 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         log = {"machine": machine(args.device), "device": args.device,
                "date": datetime.date.today().isoformat(), "total_s": round(total),
                "chapters": records}
-        args.output.write_text(json.dumps(log, indent=1) + "\n")
         code = {"log": args.output.name, "date": log["date"],
                 "code": {name: code_hash(name) for name in names}}
+        if args.merge:
+            log = merge_log(json.loads(args.output.read_text()), log, names)
+            old_code = json.loads(code_log(args.output).read_text())
+            code = old_code | {"code": old_code["code"] | code["code"]}
+        args.output.write_text(json.dumps(log, indent=1) + "\n")
         code_log(args.output).write_text(json.dumps(code, indent=1) + "\n")
     return 1 if any("error" in r for r in records) else 0
 

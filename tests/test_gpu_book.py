@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,3 +79,55 @@ def test_alone_gives_every_chapter_an_empty_cache_of_its_own(tmp_path, monkeypat
             for r in json.loads(log.read_text())["chapters"]}
     # one shared cache in the cold pass (b finds a's model); an empty one each when alone
     assert seen == {("cold", "a"): 1, ("cold", "b"): 2, ("alone", "a"): 1, ("alone", "b"): 1}
+
+
+def test_merge_measures_one_chapter_again_and_keeps_the_rest(tmp_path, monkeypatch):
+    """--merge --only b --passes 0 --alone: b's alone record and its code hash are replaced,
+    its in-order record is kept and dated, chapter a is untouched; a pass the log lacks
+    fails."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_book
+
+    book = tmp_path / "book"
+    book.mkdir()
+
+    def write(name: str, value: int) -> None:
+        (book / f"{name}.ipynb").write_text(json.dumps({
+            "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}",
+                       "metadata": {}, "outputs": [], "source": source}
+                      for i, source in enumerate(["import os", f"value = {value}"])],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}))
+        monkeypatch.setitem(gpu_book.KEY_NUMBERS, name, {"value": "value"})
+
+    write("a", 1)
+    write("b", 2)
+    monkeypatch.setattr(gpu_book, "ROOT", tmp_path)
+    monkeypatch.setattr(gpu_book, "REFERENCE", tmp_path / "none.json")
+    monkeypatch.setattr(gpu_book, "chapters", lambda: ["a", "b"])
+    monkeypatch.setenv("MAE_RUNS_CACHE", "")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    log = tmp_path / "log.json"
+    assert gpu_book.main(["--device", "cpu", "--alone", "--output", str(log)]) == 0
+    before = json.loads(log.read_text())
+    hashes = json.loads(gpu_book.code_log(log).read_text())["code"]
+    write("b", 3)  # b's code changes: its timings are out of date
+    assert gpu_book.code_hash("b") != hashes["b"]
+    assert gpu_book.main(["--device", "cpu", "--only", "b", "--merge", "--passes", "0",
+                          "--alone", "--output", str(log)]) == 0
+    after = json.loads(log.read_text())
+    records = {(r["chapter"], r["pass"]): r for r in after["chapters"]}
+    assert [(r["chapter"], r["pass"]) for r in after["chapters"]] == \
+        [(r["chapter"], r["pass"]) for r in before["chapters"]]  # same rows, same order
+    assert [r for r in after["chapters"] if r["chapter"] == "a"] == \
+        [r for r in before["chapters"] if r["chapter"] == "a"]
+    assert records["b", "alone"]["numbers"] == {"value": 3}
+    assert records["b", "cold"]["numbers"] == {"value": 2}  # not run again: kept, dated
+    assert records["b", "cold"]["measured"] == before["date"]
+    assert after["merged"][0]["chapters"] == ["b"]
+    code = json.loads(gpu_book.code_log(log).read_text())["code"]
+    assert code == {"a": hashes["a"], "b": gpu_book.code_hash("b")}
+    with pytest.raises(ValueError, match="passes the old log does not have"):
+        gpu_book.merge_log(before, {"chapters": [{"chapter": "b", "pass": "twice"}],
+                                    "date": "d", "machine": "m"}, ["b"])
