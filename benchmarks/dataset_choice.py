@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -35,6 +34,8 @@ from ablations import ROOT, machine, write  # one home for the results files' fo
 from mae_tutorial.data import evaluation_split
 from mae_tutorial.evaluate import frozen_feature_table
 from mae_tutorial.lab import finetune_once, pretrain_once
+from mae_tutorial.lab.results import choice_key
+from mae_tutorial.viz import mean_range
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "dataset_choice.json"
 DATASETS = ("synthetic", "patterns", "shapes_on_patterns", "scattered_shapes")
@@ -67,7 +68,7 @@ def main() -> None:
     if not args.skip_finetune:
         plan += [(d, s, "finetune") for s in args.seeds for d in args.datasets]
     for dataset, seed, measure in plan:
-        key = f"{dataset}/{seed}/{measure}" + budget(args.epochs)
+        key = choice_key(dataset, seed, measure, args.epochs)
         if key in results["runs"]:
             continue
         start = time.perf_counter()
@@ -86,19 +87,11 @@ def main() -> None:
     print_table(results)
 
 
-def budget(epochs: int) -> str:
-    """The key suffix of a pre-training budget other than the chapters' six epochs."""
-    return "" if epochs == 6 else f"/{epochs} epochs"
-
-
 def print_table(results: dict) -> None:
     """Mean and spread (min-max) over the seeds done, per dataset: the markdown table of
     benchmarks/README.md."""
     def cell(values: list[float]) -> str:
-        if not values:
-            return "-"
-        spread = f" ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else ""
-        return f"{statistics.mean(values):.1f}{spread}"
+        return mean_range(values) if values else "-"
 
     runs = results["runs"]
     head = [f"{e} {m}" for e in ENCODERS for m in ("k-NN", "probe")]
@@ -110,7 +103,7 @@ def print_table(results: dict) -> None:
     for epochs in budgets:
         for dataset in DATASETS:
             frozen, tuned = ([runs[k] for s in SEEDS
-                              if (k := f"{dataset}/{s}/{m}" + budget(epochs)) in runs]
+                              if (k := choice_key(dataset, s, m, epochs)) in runs]
                              for m in ("frozen", "finetune"))
             if not frozen and not tuned:
                 continue

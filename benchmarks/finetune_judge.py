@@ -38,6 +38,8 @@ from ablations import ROOT, machine, write  # one home for the results files' fo
 from mae_tutorial.data import GENERATED, evaluation_split
 from mae_tutorial.lab import finetune_once, pretrain_once
 from mae_tutorial.lab.ablations import ABLATIONS
+from mae_tutorial.lab.results import judge_key, split_judge_key
+from mae_tutorial.viz import mean_range
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "finetune_judge.json"
 ENCODERS = {"MAE": True, "from scratch": False}  # name -> pre-trained
@@ -78,8 +80,8 @@ def main() -> None:
             encoders += [(f"MAE, {row}", True, ABLATIONS[row].overrides)
                          for row in args.ablations]
             for encoder, pretrained, overrides in encoders:
-                key = (f"{args.dataset}/{pretrain_epochs}/{seed}/{encoder}/"
-                       f"{args.finetune_epochs} epochs at {args.base_lr:g}")
+                key = judge_key(args.dataset, pretrain_epochs, seed, encoder,
+                                f"{args.finetune_epochs} epochs at {args.base_lr:g}")
                 if key in results["runs"]:
                     continue
                 start = time.perf_counter()
@@ -102,21 +104,20 @@ def print_table(results: dict) -> None:
     its min-max, and the mean curve at a few epochs, as markdown."""
     groups: dict[tuple, list[dict]] = {}
     for key, row in results["runs"].items():
-        dataset, budget, _seed, encoder, schedule = key.split("/")
-        groups.setdefault((dataset, int(budget), schedule, encoder), []).append(row)
+        dataset, budget, _seed, encoder, schedule = split_judge_key(key)
+        groups.setdefault((dataset, budget, schedule, encoder), []).append(row)
     print("| data, pre-training epochs | fine-tuning | encoder | seeds | final accuracy "
           "| mean curve (epoch: accuracy) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for (dataset, budget, schedule, encoder), rows in sorted(groups.items()):
         final = [r["accuracy"] for r in rows]
-        spread = f" ({min(final):.1f}-{max(final):.1f})" if len(final) > 1 else ""
         curves = [r["curve"] for r in rows]
         epochs = len(curves[0])
         marks = sorted({1, 3, 6, 9, 15, 20, 25, epochs} & set(range(1, epochs + 1)))
         curve = ", ".join(f"{e}: {statistics.mean(c[e - 1] for c in curves):.1f}"
                           for e in marks)
         print(f"| `{dataset}`, {budget} | {schedule} | {encoder} | {len(rows)} | "
-              f"{statistics.mean(final):.1f}{spread} | {curve} |")
+              f"{mean_range(final)} | {curve} |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ slider over precomputed frames that plays on the book's pages without a kernel."
 from __future__ import annotations
 
 import io
+import statistics
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -119,6 +120,34 @@ def plot_seed_curves(curves: Mapping[str, Sequence[Sequence[float]]], ax=None,
     ax.set_ylabel(ylabel)
     ax.legend()
     ax.figure.tight_layout()
+    return ax
+
+
+def mean_range(values: Sequence[float]) -> str:
+    """Results of several seeds as one table cell, "mean (lowest-highest)"; one value, or
+    seeds that all agree, print once. Chapter 7."""
+    if not values:
+        raise ValueError("no results to summarize: pass one value per seed")
+    if min(values) == max(values):
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def plot_seed_dots(rows: Mapping[str, Sequence[float]], ax=None, title: str = "",
+                   xlabel: str = "test accuracy (%)", labels: bool = True):
+    """One row per name, top to bottom: a dot per seed and a bar at their mean, so a reader
+    sees whether two rows' seeds overlap. `labels=False` leaves the row names to a plot
+    beside it that shares them. Chapter 7."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 0.35 * len(rows) + 1.2))
+    for i, values in enumerate(rows.values()):
+        ax.plot(values, [i] * len(values), "o", color="tab:blue", alpha=0.6)
+        mean = sum(values) / len(values)
+        ax.plot([mean, mean], [i - 0.3, i + 0.3], color="k")
+    ax.set_yticks(range(len(rows)), list(rows) if labels else [""] * len(rows))
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the first row on top
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
     return ax
 
 

@@ -329,3 +329,30 @@ def test_the_shipped_judge_holds_three_seeds_of_both_encoders_at_the_chapters_bu
     for encoder in ("MAE", "from scratch"):
         assert sorted(curves[encoder]) == [0, 1, 2]
         assert all(len(c) == 30 for c in curves[encoder].values())
+
+
+def test_results_keys_are_written_and_read_by_one_rule(tmp_path, monkeypatch):
+    """The benchmarks write their keys with judge_key and choice_key; the chapters read
+    them back through finetune_judge_runs and dataset_choice_runs."""
+    import json
+
+    from mae_tutorial.lab import results
+
+    key = results.judge_key("synthetic", 18, 2, "MAE, mask0.9", "30 epochs at 0.01")
+    assert key == "synthetic/18/2/MAE, mask0.9/30 epochs at 0.01"
+    assert results.split_judge_key(key) == ("synthetic", 18, 2, "MAE, mask0.9",
+                                            "30 epochs at 0.01")
+    assert results.choice_key("synthetic", 1, "frozen") == "synthetic/1/frozen"
+    assert results.choice_key("patterns", 0, "finetune", 18) == "patterns/0/finetune/18 epochs"
+    row = {"MAE": {"knn": 30.0, "linear_probe": 50.0}}
+    runs = {results.choice_key("synthetic", s, "frozen", e): row | {"seed": s, "epochs": e}
+            for s in (2, 0, 1) for e in (6, 18)}
+    runs[results.choice_key("patterns", 0, "frozen")] = row
+    (tmp_path / "dataset_choice.json").write_text(json.dumps({"runs": runs}))
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    long = results.dataset_choice_runs("synthetic", 18)
+    assert list(long) == [0, 1, 2] and {r["epochs"] for r in long.values()} == {18}
+    assert [r["seed"] for r in long.values()] == [0, 1, 2]
+    assert list(results.dataset_choice_runs("patterns")) == [0]
+    with pytest.raises(KeyError, match="no finetune run of synthetic.*dataset_choice.py"):
+        results.dataset_choice_runs(measure="finetune")

@@ -132,3 +132,26 @@ def test_plot_seed_curves_draws_the_mean_and_the_seeds_range():
     assert band.min() == 10 and band.max() == 50
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MAE (2 seeds)",
                                                                   "scratch (1 seed)"]
+
+
+def test_mean_range_prints_the_mean_and_the_seeds_range_or_the_one_value():
+    import pytest
+
+    assert viz.mean_range([93.45, 95.3, 94.3]) == "94.3 (93.5-95.3)"
+    assert viz.mean_range([36.6, 36.6, 36.6]) == "36.6"  # seeds that do not move it
+    assert viz.mean_range([42.0]) == "42.0"
+    with pytest.raises(ValueError, match="one value per seed"):
+        viz.mean_range([])
+
+
+def test_plot_seed_dots_draws_each_seed_and_a_bar_at_the_mean_first_row_on_top():
+    ax = viz.plot_seed_dots({"baseline": [90, 92, 94], "mask0.9": [88, 89]}, title="t")
+    dots, bar, dots2, bar2 = ax.get_lines()
+    assert list(dots.get_xdata()) == [90, 92, 94] and set(dots.get_ydata()) == {0}
+    assert list(bar.get_xdata()) == [92, 92] and set(dots2.get_ydata()) == {1}
+    assert list(bar2.get_xdata()) == [88.5, 88.5]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["baseline", "mask0.9"]
+    low, high = ax.get_ylim()
+    assert low > high  # row 0 at the top
+    ax = viz.plot_seed_dots({"a": [1.0], "b": [2.0]}, labels=False)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["", ""]

@@ -26,6 +26,19 @@ def read_json(name: str) -> Any:
     return json.loads(read_result(name))
 
 
+def judge_key(dataset: str, pretrain_epochs: int, seed: int, encoder: str,
+              schedule: str) -> str:
+    """The key of one run in `finetune_judge.json`: "data/pre-training epochs/seed/encoder/
+    schedule", e.g. "synthetic/6/0/MAE/30 epochs at 0.01"."""
+    return f"{dataset}/{pretrain_epochs}/{seed}/{encoder}/{schedule}"
+
+
+def split_judge_key(key: str) -> tuple[str, int, int, str, str]:
+    """`judge_key`'s fields back from a key."""
+    dataset, budget, seed, encoder, schedule = key.split("/")
+    return dataset, int(budget), int(seed), encoder, schedule
+
+
 def finetune_judge_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
                         schedule: str = "30 epochs at 0.01",
                         field: str = "curve") -> dict[str, dict[int, Any]]:
@@ -36,12 +49,37 @@ def finetune_judge_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
     judge = read_json("finetune_judge.json")
     found: dict[str, dict[int, Any]] = {}
     for key, run in judge["runs"].items():
-        data, budget, seed, encoder, recipe = key.split("/")
-        if (data, budget, recipe) == (dataset, str(pretrain_epochs), schedule):
-            found.setdefault(encoder, {})[int(seed)] = run[field]
+        data, budget, seed, encoder, recipe = split_judge_key(key)
+        if (data, budget, recipe) == (dataset, pretrain_epochs, schedule):
+            found.setdefault(encoder, {})[seed] = run[field]
     if not found:
-        settings = sorted({"/".join(k.split("/")[i] for i in (0, 1, 4)) for k in judge["runs"]})
+        settings = sorted({f"{d}/{b}/{r}" for d, b, _, _, r in map(split_judge_key,
+                                                                   judge["runs"])})
         raise KeyError(f"finetune_judge.json has no run of {dataset}/{pretrain_epochs}/"
                        f"{schedule}; it holds (data/pre-training epochs/schedule) {settings}: "
                        "run benchmarks/finetune_judge.py for this setting")
     return {encoder: dict(sorted(by_seed.items())) for encoder, by_seed in found.items()}
+
+
+def choice_key(dataset: str, seed: int, measure: str, pretrain_epochs: int = 6) -> str:
+    """The key of one run in `dataset_choice.json`: "data/seed/measure" ("frozen" or
+    "finetune"), with "/<n> epochs" after it for a pre-training other than the chapters' 6."""
+    budget = "" if pretrain_epochs == 6 else f"/{pretrain_epochs} epochs"
+    return f"{dataset}/{seed}/{measure}{budget}"
+
+
+def dataset_choice_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
+                        measure: str = "frozen") -> dict[int, dict]:
+    """The dataset benchmark's runs of one setting (`dataset_choice.json`, written by
+    benchmarks/dataset_choice.py): {pre-training seed: its row}; a "frozen" row maps each
+    encoder ("MAE", "raw pixels", "random-init ViT", "random CNN") to its "knn" and
+    "linear_probe" accuracies. Chapter 7."""
+    runs = read_json("dataset_choice.json")["runs"]
+    seeds = sorted({int(key.split("/")[1]) for key in runs})
+    found = {seed: runs[key] for seed in seeds
+             if (key := choice_key(dataset, seed, measure, pretrain_epochs)) in runs}
+    if not found:
+        raise KeyError(f"dataset_choice.json has no {measure} run of {dataset} after "
+                       f"{pretrain_epochs} pre-training epochs: run "
+                       "benchmarks/dataset_choice.py for this setting")
+    return found
