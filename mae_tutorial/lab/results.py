@@ -29,12 +29,13 @@ def read_json(name: str) -> Any:
 def judge_key(dataset: str, pretrain_epochs: int, seed: int, encoder: str,
               schedule: str) -> str:
     """The key of one run in `finetune_judge.json`: "data/pre-training epochs/seed/encoder/
-    schedule", e.g. "synthetic/6/0/MAE/30 epochs at 0.01"."""
+    schedule", e.g. "synthetic/6/0/MAE/30 epochs at 0.01". benchmarks/finetune_judge.py
+    writes it; chapter 7 and the ablations appendix read it through `finetune_judge_runs`."""
     return f"{dataset}/{pretrain_epochs}/{seed}/{encoder}/{schedule}"
 
 
 def split_judge_key(key: str) -> tuple[str, int, int, str, str]:
-    """`judge_key`'s fields back from a key."""
+    """`judge_key`'s fields back from a key (read for chapter 7 and the ablations appendix)."""
     dataset, budget, seed, encoder, schedule = key.split("/")
     return dataset, int(budget), int(seed), encoder, schedule
 
@@ -63,7 +64,9 @@ def finetune_judge_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
 
 def choice_key(dataset: str, seed: int, measure: str, pretrain_epochs: int = 6) -> str:
     """The key of one run in `dataset_choice.json`: "data/seed/measure" ("frozen" or
-    "finetune"), with "/<n> epochs" after it for a pre-training other than the chapters' 6."""
+    "finetune"), with "/<n> epochs" after it for a pre-training other than the chapters' 6.
+    benchmarks/dataset_choice.py writes it; chapter 7 reads it through
+    `dataset_choice_runs`."""
     budget = "" if pretrain_epochs == 6 else f"/{pretrain_epochs} epochs"
     return f"{dataset}/{seed}/{measure}{budget}"
 
