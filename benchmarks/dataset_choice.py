@@ -34,7 +34,7 @@ from ablations import ROOT, machine, write  # one home for the results files' fo
 from mae_tutorial.data import evaluation_split
 from mae_tutorial.evaluate import frozen_feature_table
 from mae_tutorial.lab import finetune_once, pretrain_once
-from mae_tutorial.lab.results import choice_key
+from mae_tutorial.lab.results import choice_key, split_choice_key
 from mae_tutorial.viz import mean_range
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "dataset_choice.json"
@@ -98,8 +98,7 @@ def print_table(results: dict) -> None:
     print("| dataset, pre-training | seeds | " + " | ".join(head)
           + " | fine-tuned MAE | from scratch |")
     print("|" + " --- |" * (len(head) + 4))
-    budgets = sorted({int(k.split("/")[3].split()[0]) if k.count("/") == 3 else 6
-                      for k in runs})
+    budgets = sorted({split_choice_key(k)[3] for k in runs})
     for epochs in budgets:
         for dataset in DATASETS:
             frozen, tuned = ([runs[k] for s in SEEDS

@@ -30,6 +30,7 @@ import mae_tutorial as mt
 from mae_tutorial.data import evaluation_split
 from mae_tutorial.evaluate import against_random_init
 from mae_tutorial.lab import pretrain_once
+from mae_tutorial.lab.results import frozen_key
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "frozen_features.json"
 
@@ -78,7 +79,7 @@ def main() -> None:
     os.chdir(ROOT / "book")  # the book's model cache
     print(results["machine"], flush=True)
     for seed in args.seeds:
-        key = f"{train_set.name}/6/{seed}"
+        key = frozen_key(train_set.name, seed)
         if key in results["runs"]:
             continue
         mae, _ = pretrain_once("quick", dataset=train_set.name, seed=seed, epochs=6)

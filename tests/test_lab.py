@@ -344,6 +344,9 @@ def test_results_keys_are_written_and_read_by_one_rule(tmp_path, monkeypatch):
                                             "30 epochs at 0.01")
     assert results.choice_key("synthetic", 1, "frozen") == "synthetic/1/frozen"
     assert results.choice_key("patterns", 0, "finetune", 18) == "patterns/0/finetune/18 epochs"
+    for fields in (("synthetic", 1, "frozen", 6), ("patterns", 0, "finetune", 18)):
+        assert results.split_choice_key(results.choice_key(*fields)) == fields
+    assert results.frozen_key("synthetic", 2) == "synthetic/6/2"
     row = {"MAE": {"knn": 30.0, "linear_probe": 50.0}}
     runs = {results.choice_key("synthetic", s, "frozen", e): row | {"seed": s, "epochs": e}
             for s in (2, 0, 1) for e in (6, 18)}
@@ -356,3 +359,11 @@ def test_results_keys_are_written_and_read_by_one_rule(tmp_path, monkeypatch):
     assert list(results.dataset_choice_runs("patterns")) == [0]
     with pytest.raises(KeyError, match="no finetune run of synthetic.*dataset_choice.py"):
         results.dataset_choice_runs(measure="finetune")
+    frozen = {results.frozen_key("synthetic", s): {"seed": s} for s in (2, 0, 1)}
+    frozen[results.frozen_key("synthetic", 0, 18)] = {"seed": "long"}
+    (tmp_path / "frozen_features.json").write_text(json.dumps({"runs": frozen}))
+    assert list(results.frozen_features_runs("synthetic").items()) == [
+        (s, {"seed": s}) for s in (0, 1, 2)]
+    assert results.frozen_features_runs("synthetic", 18) == {0: {"seed": "long"}}
+    with pytest.raises(KeyError, match="no run of patterns.*frozen_features.py"):
+        results.frozen_features_runs("patterns")

@@ -14,8 +14,15 @@ them, and only notebooks and benchmarks import the lab:
 
 from . import ablations, cache, results, speed
 from .cache import baselines_once, book_model, default_cache, finetune_once, pretrain_once, run_key
-from .results import dataset_choice_runs, finetune_judge_runs, read_json, read_result
+from .results import (
+    dataset_choice_runs,
+    finetune_judge_runs,
+    frozen_features_runs,
+    read_json,
+    read_result,
+)
 
 __all__ = ["ablations", "baselines_once", "book_model", "cache", "default_cache",
-           "dataset_choice_runs", "finetune_judge_runs", "finetune_once", "pretrain_once",
+           "dataset_choice_runs", "finetune_judge_runs", "finetune_once", "frozen_features_runs",
+           "pretrain_once",
            "read_json", "read_result", "results", "run_key", "speed"]

@@ -71,6 +71,39 @@ def choice_key(dataset: str, seed: int, measure: str, pretrain_epochs: int = 6) 
     return f"{dataset}/{seed}/{measure}{budget}"
 
 
+def frozen_key(dataset: str, seed: int, pretrain_epochs: int = 6) -> str:
+    """The key of one run in `frozen_features.json`: "data/pre-training epochs/seed".
+    benchmarks/frozen_features.py writes it; chapter 7 reads it through
+    `frozen_features_runs`."""
+    return f"{dataset}/{pretrain_epochs}/{seed}"
+
+
+def frozen_features_runs(dataset: str = "synthetic", pretrain_epochs: int = 6
+                         ) -> dict[int, dict]:
+    """The frozen-feature benchmark's runs (`frozen_features.json`, written by
+    benchmarks/frozen_features.py): {pre-training seed: its table}, each table mapping a
+    pooling ("cls", "mean") to "pre-trained", "random init" and "gain", each with "knn" and
+    "linear_probe" accuracies. Chapter 7."""
+    runs = read_json("frozen_features.json")["runs"]
+    found = {}
+    for key in runs:
+        name, budget, seed = key.split("/")
+        if name == dataset and int(budget) == pretrain_epochs:
+            found[int(seed)] = runs[key]
+    if not found:
+        raise KeyError(f"frozen_features.json has no run of {dataset} after {pretrain_epochs} "
+                       "pre-training epochs: run benchmarks/frozen_features.py --seeds 0 1 2")
+    return dict(sorted(found.items()))
+
+
+def split_choice_key(key: str) -> tuple[str, int, str, int]:
+    """`choice_key`'s fields back from a key: (dataset, seed, measure, pre-training epochs).
+    Read for chapter 7 and benchmarks/dataset_choice.py's table."""
+    dataset, seed, measure, *budget = key.split("/")
+    epochs = int(budget[0].removesuffix(" epochs")) if budget else 6
+    return dataset, int(seed), measure, epochs
+
+
 def dataset_choice_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
                         measure: str = "frozen") -> dict[int, dict]:
     """The dataset benchmark's runs of one setting (`dataset_choice.json`, written by
@@ -78,7 +111,7 @@ def dataset_choice_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
     encoder ("MAE", "raw pixels", "random-init ViT", "random CNN") to its "knn" and
     "linear_probe" accuracies. Chapter 7."""
     runs = read_json("dataset_choice.json")["runs"]
-    seeds = sorted({int(key.split("/")[1]) for key in runs})
+    seeds = sorted({split_choice_key(key)[1] for key in runs})
     found = {seed: runs[key] for seed in seeds
              if (key := choice_key(dataset, seed, measure, pretrain_epochs)) in runs}
     if not found:
