@@ -1,9 +1,12 @@
 import dataclasses
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import mae_tutorial as mt
 from mae_tutorial.checkpoint import CHECKPOINT
@@ -69,10 +72,20 @@ def test_a_changed_package_trains_anew_and_removes_the_stale_run(tmp_path, monke
     assert cache.run_key(cfg) != after  # a module it imports, found without a list
     (fake / "steps.py").write_text("def train_step(): ...\n")
     assert after != before and after.split("-")[0] == before.split("-")[0]  # same settings
+    # a run of the same settings by another precision (another machine's): kept, linked
+    # or not
+    other = tmp_path / "cache" / f"{old.name.rsplit('-', 1)[0]}-aaaaaaaaaa"
+    other.mkdir()
+    (other / cache.MADE_BY).write_text(json.dumps({"torch": torch.__version__,
+                                                  "amp": "torch.float16"}))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(old, elsewhere)
+    linked = tmp_path / "cache" / f"{old.name.rsplit('-', 1)[0]}-bbbbbbbbbb"
+    linked.symlink_to(elsewhere)
     _, new = cache.pretrain_once("quick", cache=tmp_path / "cache", **SMALL)
     assert new != old and new.exists() and not old.exists()
     assert not (tmp_path / "cache" / f"{old.name}.lock").exists()
-    assert busy.exists()
+    assert busy.exists() and other.exists() and linked.exists() and elsewhere.exists()
 
 
 def test_two_processes_asking_at_once_train_once(tmp_path):

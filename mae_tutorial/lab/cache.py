@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CHECKPOINT, mae_from_checkpoint
+from ..checkpoint import CHECKPOINT, METRICS, mae_from_checkpoint, save_checkpoint
 from ..config import SESSION_FIELDS, TrainConfig, config_from_preset
+from ..contrastive import pretrain_contrastive
 from ..data import ImageSet
 from ..evaluate import baseline_table
 from ..finetune import finetune
@@ -70,12 +71,13 @@ def _source_digest(module: str, package: Path | None = None) -> Any:
     return digest
 
 
-def run_key(cfg: TrainConfig, package: Path | None = None) -> str:
+def run_key(cfg: TrainConfig, package: Path | None = None, trainer: str = "train") -> str:
     """A short hash of everything a run's result depends on, as '<settings>-<code>': its
-    settings (but not where or how it is shown), then the code the trainer runs, torch's
-    version and the resolved mixed precision. Chapter 6."""
+    settings (but not where or how it is shown), then the code the trainer runs (the module
+    `trainer` and what it imports), torch's version and the resolved mixed precision.
+    Chapter 6."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SESSION_FIELDS}
-    digest = _source_digest("train", package)
+    digest = _source_digest(trainer, package)
     amp = autocast_dtype(pick_device(cfg.device), cfg.amp)
     digest.update(f"{torch.__version__} {amp}".encode())
     setting_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -134,12 +136,60 @@ def _train_into(cfg: TrainConfig, cache: Path, key: str) -> None:
     cfg = dataclasses.replace(cfg, output_dir=str(partial), progress=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the run's log lines
         train(cfg, resume=(partial / CHECKPOINT).exists())
+    made_by = _made_by(cfg)
+    (partial / MADE_BY).write_text(json.dumps(made_by))
     partial.rename(done)
     settings = key.rsplit("-", 1)[0]
     for stale in cache.glob(f"{settings}-*"):  # finished runs of older code; a '.partial'
-        if stale.is_dir() and "." not in stale.name and stale.name != key:  # may be training
+        if (stale.is_dir() and not stale.is_symlink() and "." not in stale.name  # may be
+                and stale.name != key and _read_made_by(stale) == made_by):  # training
             shutil.rmtree(stale)
             stale.with_name(f"{stale.name}.lock").unlink(missing_ok=True)
+
+
+# Beside a finished run: the torch and the precision that made it. A run of the same settings
+# made with another torch or precision (a CPU with bf16, and the Colab simulation's fp32
+# sharing one cache) is another machine's run, not an older one: it is kept.
+MADE_BY = "made_by.json"
+
+
+def _made_by(cfg: TrainConfig) -> dict[str, str]:
+    amp = autocast_dtype(pick_device(cfg.device), cfg.amp)
+    return {"torch": torch.__version__, "amp": str(amp)}
+
+
+def _read_made_by(run: Path) -> dict[str, str] | None:
+    try:
+        return json.loads((run / MADE_BY).read_text())
+    except (OSError, ValueError):
+        return None  # written before the file existed: whose it is, unknown; kept
+
+
+def contrastive_once(preset: str = "quick", cache: str | Path | None = None,
+                     **overrides: Any) -> tuple[MaskedAutoencoderViT, Path]:
+    """The contrastive baseline (`contrastive.pretrain_contrastive`, MoCo v3) trained with a
+    training preset's data, steps, batch and schedule (with `overrides`, e.g. `seed=1`), on
+    the first call, and loaded from `cache` afterwards: (its ViT as a `MaskedAutoencoderViT`
+    without a decoder, in eval mode on the run's device; the run folder, with checkpoint.pth
+    and metrics.jsonl). The book's evaluations take it as they take MAE's. The representation
+    chapter."""
+    cfg = config_from_preset(preset, **overrides)
+    key = f"contrastive-{preset}-{run_key(cfg, trainer='contrastive')}"
+    cache = default_cache() if cache is None else Path(cache)
+    done = cache / key
+    cache.mkdir(parents=True, exist_ok=True)
+    with _exclusive(cache / f"{key}.lock"):
+        if not (done / CHECKPOINT).exists():  # written last, atomically: the run is whole
+            model, log = pretrain_contrastive(cfg)
+            done.mkdir(exist_ok=True)
+            (done / METRICS).write_text("".join(json.dumps(r) + "\n" for r in log))
+            vit = {k: v for k, v in model.encoder.state_dict().items()  # the decoder was
+                   if not k.startswith(("decoder", "mask_token"))}  # never trained: left out
+            save_checkpoint(done / CHECKPOINT, {
+                "model": vit, "config": dataclasses.asdict(cfg),
+                "model_config": dataclasses.asdict(model.encoder.config)})
+    encoder = mae_from_checkpoint(done / CHECKPOINT).to(pick_device(cfg.device)).eval()
+    return encoder, done
 
 
 def book_model(**overrides: Any) -> tuple[MaskedAutoencoderViT, Path]:
