@@ -27,8 +27,9 @@ from .runtime import derive_seed, pick_device, seed_everything
 from .vit import Attention, Block, Mlp, PatchEmbed, VisionTransformer, ViTEncoder
 
 # The outer layer, one module per concern, loaded when first used.
-SUBMODULES = ("augment", "autoencoder", "batches", "checkpoint", "config", "data", "evaluate",
-              "finetune", "hf", "lab", "official", "optim", "paper", "photos", "train", "viz")
+SUBMODULES = ("augment", "autoencoder", "batches", "checkpoint", "config", "contrastive", "data",
+              "evaluate", "finetune", "hf", "lab", "official", "optim", "paper", "photos",
+              "train", "viz")
 # Names handed on from the outer layer: name -> its module.
 LAZY_NAMES = {"load_weights": "checkpoint", "mae_from_checkpoint": "checkpoint",
               "read_checkpoint": "checkpoint", "vit_from_mae": "checkpoint",

@@ -13,7 +13,15 @@ them, and only notebooks and benchmarks import the lab:
 """
 
 from . import ablations, cache, results, speed
-from .cache import baselines_once, book_model, default_cache, finetune_once, pretrain_once, run_key
+from .cache import (
+    baselines_once,
+    book_model,
+    contrastive_once,
+    default_cache,
+    finetune_once,
+    pretrain_once,
+    run_key,
+)
 from .results import (
     dataset_choice_runs,
     finetune_judge_runs,
@@ -22,7 +30,7 @@ from .results import (
     read_result,
 )
 
-__all__ = ["ablations", "baselines_once", "book_model", "cache", "default_cache",
-           "dataset_choice_runs", "finetune_judge_runs", "finetune_once", "frozen_features_runs",
-           "pretrain_once",
-           "read_json", "read_result", "results", "run_key", "speed"]
+__all__ = ["ablations", "baselines_once", "book_model", "cache", "contrastive_once",
+           "dataset_choice_runs", "default_cache", "finetune_judge_runs", "finetune_once",
+           "frozen_features_runs", "pretrain_once", "read_json", "read_result", "results",
+           "run_key", "speed"]
