@@ -222,3 +222,20 @@ def test_a_torch_without_a_cpu_grad_scaler_fails_the_check_and_says_so(monkeypat
     assert len(report["failures"]) == 1
     assert "cannot make a GradScaler for the CPU" in report["failures"][0]
     assert "not supported on cpu" in report["failures"][0]
+
+
+def test_the_shipped_fp16_run_is_reported_in_one_line(tmp_path):
+    run = {"steps": 936, "skipped_steps": 2, "final_loss": 0.34}
+    log = {"date": "2026-12-07", "machine": "a CPU",
+           "runs": {"fp16": run, "off": run | {"skipped_steps": None, "final_loss": 0.338}},
+           "chapters": [{"chapter": "intro"}, {"chapter": "07_evaluation"}]}
+    path = tmp_path / "fp16_quick.json"
+    path.write_text(json.dumps(log))
+    line = colab_sim.fp16_quick_line(path)
+    assert "936 steps, 2 skipped, final loss 0.34 (fp32 0.338)" in line
+    assert line.endswith("every assert held in intro, 07_evaluation")
+    log["chapters"][1]["error"] = "AssertionError"
+    path.write_text(json.dumps(log))
+    assert colab_sim.fp16_quick_line(path).endswith("STOPPED in 07_evaluation")
+    missing = colab_sim.ROOT / "mae_tutorial" / "results" / "absent.json"
+    assert "never checked" in colab_sim.fp16_quick_line(missing)
