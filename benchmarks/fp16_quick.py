@@ -47,6 +47,7 @@ from mae_tutorial.optim import autocast_dtype  # noqa: E402
 from mae_tutorial.runtime import pick_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "mae_tutorial" / "results" / "fp16_quick.json"
 # The chapters that read the shared model (`lab.book_model()`); the others cannot change.
 CHAPTERS = ["intro", "05_reconstruction_loss", "06_training", "07_evaluation",
             "appendix_errata", "appendix_ablations", "after_mae"]
@@ -125,6 +126,26 @@ def curve_gap(a: list[list[float]], b: list[list[float]]) -> float:
     return max(abs(other[s] - v) / abs(v) for s, v in a if s in other and v)
 
 
+def table(log: dict[str, Any]) -> str:
+    """The log as benchmarks/README.md shows it: the three trainings, then each chapter's
+    verdict and key numbers beside the page's (markdown)."""
+    lines = ["| precision | autocast | seconds of steps | skipped steps | final loss | "
+             "largest gap to fp32 |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in log["runs"].values():
+        gap = r.get("largest gap to fp32")
+        lines.append(f"| {r['what']} | {r['autocast'] or 'none (fp32)'} | {r['seconds']} | "
+                     f"{'-' if r['skipped_steps'] is None else r['skipped_steps']} | "
+                     f"{r['final_loss']} | {'-' if gap is None else f'{gap:.1%}'} |")
+    lines += ["", "| chapter, with the fp16 model | asserts | key numbers: fp16 model (page) |",
+              "| --- | --- | --- |"]
+    for r in log["chapters"]:
+        numbers = ", ".join(f"{k} {v:.4g} ({r['page'].get(k, float('nan')):.4g})"
+                            for k, v in r.get("numbers", {}).items() if v is not None)
+        verdict = f"stopped: {r['error']}" if "error" in r else "all held"
+        lines.append(f"| {r['chapter']} | {verdict} | {numbers or '-'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=None,
@@ -134,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="the JSON log to write")
     parser.add_argument("--only", nargs="+", default=CHAPTERS, choices=CHAPTERS)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--print", action="store_true",
+                        help="print the table of an existing --output and stop")
     args = parser.parse_args(argv)
+    if args.print:
+        print(table(json.loads((args.output or RESULTS).read_text())))
+        return 0
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU's emulation of the T4's path
     work = Path(tempfile.mkdtemp(prefix="fp16-quick-"))
     source = args.cache.resolve() if args.cache else None
@@ -171,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     for r in runs.values():
         r.pop("run")
+    log = {"machine": gpu_book.machine("cpu"), "date": datetime.date.today().isoformat(),
+           "runs": runs, "chapters": records}
+    print(table(log))
     if args.output:
-        log = {"machine": gpu_book.machine("cpu"), "date": datetime.date.today().isoformat(),
-               "runs": runs, "chapters": records}
         args.output.write_text(json.dumps(log, indent=1) + "\n")
     return 1 if any("error" in r for r in records) else 0
 

@@ -124,6 +124,71 @@ def extract_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "c
 
 
 @torch.no_grad()
+def block_features(model: MaskedAutoencoderViT, data: ImageSet, pool: str = "mean",
+                   batch_size: int = 256) -> list[torch.Tensor]:
+    """Frozen features after each encoder block, every patch visible: a list of `depth`
+    tensors (N, D) on the CPU, pooled as `extract_features` pools ("cls" or "mean"), taken
+    before the final norm (the last block's differ from `extract_features` by that norm).
+    For a linear probe per layer: the representation chapter."""
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    per_block: list[list[torch.Tensor]] = [[] for _ in model.blocks]
+    seen: list[torch.Tensor] = []
+    handles = [block.register_forward_hook(lambda module, args, out: seen.append(out))
+               for block in model.blocks]
+    try:
+        for start in range(0, len(data), batch_size):
+            imgs = model_inputs(data, start, start + batch_size, model.config.img_size, device)
+            seen.clear()
+            with autocast_for(device):
+                model.forward_encoder(imgs)
+            for i, tokens in enumerate(seen):  # (n, 1 + L, D), in block order
+                pooled = tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(dim=1)
+                per_block[i].append(pooled.float().cpu())
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return [torch.cat(chunks) for chunks in per_block]
+
+
+def attention_distance(weights: torch.Tensor, grid: int) -> torch.Tensor:
+    """Mean attention distance per head, in patches: weights (N, heads, L, L) of patch
+    queries over patch keys (L = grid * grid, rows summing to 1) -> (heads,), the distance
+    from each query's patch to the patches it attends to, weighted by the attention and
+    averaged over queries and images (the ViT paper's Fig. 7, there in pixels). The
+    representation chapter."""
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], dim=1).to(weights)  # (L, 2)
+    distance = torch.cdist(centres, centres)  # (L, L), in patches
+    return (weights * distance).sum(-1).mean(dim=(0, 2))
+
+
+@torch.no_grad()
+def mean_attention_distance(model: MaskedAutoencoderViT, imgs: torch.Tensor) -> torch.Tensor:
+    """`attention_distance` of every block and head of the encoder for a batch `imgs`, every
+    patch visible: (depth, heads). The cls token is left out as query and as key, and each
+    row renormalized over the patches. The representation chapter."""
+    inputs: list[torch.Tensor] = []
+    handles = [block.attn.register_forward_hook(lambda module, args, out: inputs.append(args[0]))
+               for block in model.blocks]
+    try:
+        model.forward_encoder(imgs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    grid = model.patch_embed.grid_size
+    found = []
+    for block, x in zip(model.blocks, inputs, strict=True):
+        w = block.attn.attention_weights(x)[:, :, 1:, 1:].float()  # patches to patches
+        found.append(attention_distance(w / w.sum(-1, keepdim=True), grid))
+    return torch.stack(found)
+
+
+@torch.no_grad()
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                  test_y: torch.Tensor, k: int = 20, temperature: float = 0.07,
                  chunk: int = 1024) -> float:

@@ -291,3 +291,38 @@ def test_seed_verdict_says_above_or_below_only_where_the_seeds_do_not_overlap():
     assert ev.seed_verdict(base, base) == "within noise"
     with pytest.raises(ValueError, match="one accuracy per seed"):
         ev.seed_verdict([], base)
+
+
+def test_attention_distance_on_hand_made_weights():
+    eye = torch.eye(4).expand(1, 1, 4, 4)  # a 2x2 grid, every patch attending to itself
+    assert ev.attention_distance(eye, 2).tolist() == [0.0]
+    right = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0.]])
+    assert ev.attention_distance(right.expand(1, 1, 4, 4), 2).item() == pytest.approx(1.0)
+    uniform = torch.full((3, 2, 4, 4), 0.25)  # to every patch alike: (0 + 1 + 1 + 2**0.5) / 4
+    assert ev.attention_distance(uniform, 2).tolist() == pytest.approx([(2 + 2**0.5) / 4] * 2)
+
+
+def test_mean_attention_distance_per_block_and_head():
+    model = tiny()
+    imgs = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    found = ev.mean_attention_distance(model, imgs)
+    assert found.shape == (TINY["depth"], TINY["num_heads"])
+    grid = TINY["img_size"] // TINY["patch_size"]
+    assert ((found > 0) & (found < (2 * (grid - 1) ** 2) ** 0.5)).all()
+
+
+def test_block_features_are_each_blocks_tokens_before_the_final_norm():
+    data = load_dataset("synthetic", train=False)
+    data = type(data)(data.name, data.images[:40], data.labels[:40], data.classes, data.mean,
+                      data.std)
+    model = tiny()
+    per_block = ev.block_features(model, data, pool="cls", batch_size=16)
+    assert len(per_block) == TINY["depth"]
+    assert all(f.shape == (40, TINY["embed_dim"]) for f in per_block)
+    assert not torch.allclose(per_block[0], per_block[1])
+    last = ev.extract_features(model, data, pool="cls")  # after the final norm
+    assert torch.allclose(model.norm(per_block[-1]), last, atol=1e-4)
+    means = ev.block_features(model, data, pool="mean", batch_size=16)
+    assert not torch.allclose(means[-1], per_block[-1])
+    with pytest.raises(ValueError, match="pool must be"):
+        ev.block_features(model, data, pool="max")
