@@ -81,3 +81,11 @@ def test_the_chapters_checked_are_those_that_load_the_shared_model():
             readers.add(path.stem)
     assert readers and set(fp16_quick.CHAPTERS) == readers
     assert fp16_quick.shared_key() != f"quick-{run_key(config_from_preset('quick', amp='fp16'))}"
+
+
+def test_the_readme_shows_the_shipped_run():
+    log = json.loads(fp16_quick.RESULTS.read_text())
+    assert fp16_quick.table(log) in (ROOT / "benchmarks" / "README.md").read_text()
+    assert {r["chapter"] for r in log["chapters"]} == set(fp16_quick.CHAPTERS)
+    fp16 = log["runs"]["fp16"]
+    assert fp16["autocast"] == "float16" and fp16["steps"] == 936

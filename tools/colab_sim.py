@@ -38,8 +38,9 @@ GradScaler cannot run on a CPU says so), a loss that is not finite, steps the sc
 skipping, a loss that does not fall, or a last loss off fp32's by more than its tolerance. What
 it cannot reproduce, and says so: the chapters' asserts under fp16 (fp16 autocast on a CPU is
 many times slower than fp32, 14x on a 2-core AMD EPYC: the whole quick pre-training would
-take about 20 minutes there, and the check prints its estimate), and the T4's own fp16
-kernels (CUDA's, not the CPU's).
+take about 20 minutes there, and the check prints its estimate; benchmarks/fp16_quick.py ran
+it once, with the chapters on its model, and the simulation prints that run's line), and the
+T4's own fp16 kernels (CUDA's, not the CPU's).
 
 Prints which Python, torch and precision ran and why, one line per notebook, the fp16 check's
 result line, and exits 1 if any notebook stopped or the fp16 check failed.
