@@ -13,9 +13,14 @@ book's evaluations (k-NN, linear probe, partial and full fine-tuning) take the c
 encoder exactly as they take MAE's. Every random draw (data order, crops, flips, colours) is
 made on the CPU from (seed, stream, step), as MAE's training does.
 
-Smaller than the paper's recipe, on purpose: MLPs of 512 hidden units and 128 outputs (the
-paper: 4096 and 256) for a 128-d ViT; crops, flips, colour jitter and grayscale, but no blur or
-solarization (32x32 images); the data, steps, batch and schedule of the book's MAE budget.
+Kept from the paper's ViT recipe: temperature 0.2, a 3-layer projection and a 2-layer
+prediction MLP (BatchNorm, the projection's last one without affine parameters), momentum 0.99
+raised to 1 along a cosine, the loss scaled by 2 * temperature. Changed for the small scale:
+MLPs of 512 hidden units and 128 outputs (the paper: 4096 and 256) for a 128-d ViT; crops,
+flips, colour jitter and grayscale, but no blur or solarization (32x32 images); the data,
+steps, batch, learning-rate schedule and AdamW settings of the book's MAE budget (the paper:
+weight decay 0.1, 40 warm-up epochs of 300); and the patch projection is trained, not frozen at
+its random weights (the paper's fix for instability in long, large-batch runs).
 """
 
 from __future__ import annotations
