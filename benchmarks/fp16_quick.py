@@ -60,11 +60,6 @@ def shared_key(preset: str = "quick") -> str:
     return f"{preset}-{run_key(config_from_preset(preset))}"
 
 
-def losses(run: Path) -> list[tuple[int, float]]:
-    """(step, loss) of every logged step of a run folder's metrics.jsonl."""
-    return [(r["step"], r["loss"]) for r in read_metrics(run) if "loss" in r and "step" in r]
-
-
 def training_seconds(rows: list[dict], batch_size: int) -> float | None:
     """The time a run spent in its steps, from its metrics (each logged line's images/s over
     the steps since the line before): the same whether the run was trained now or loaded."""
@@ -109,8 +104,9 @@ def train(amp: str, cache: Path) -> dict[str, Any]:
     cached = (cache / f"quick-{run_key(cfg)}" / "checkpoint.pth").exists()
     _, run = pretrain_once("quick", cache=cache, amp=amp)
     state = read_checkpoint(run / "checkpoint.pth")
-    curve = losses(run)
-    seconds = training_seconds(read_metrics(run), cfg.batch_size)
+    rows = read_metrics(run)
+    curve = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    seconds = training_seconds(rows, cfg.batch_size)
     return {"amp": amp, "what": PRECISIONS[amp], "cached": cached,
             "autocast": None if dtype is None else str(dtype).removeprefix("torch."),
             "seconds": None if seconds is None else round(seconds), "run": str(run),
