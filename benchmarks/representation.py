@@ -44,10 +44,11 @@ from mae_tutorial.evaluate import (
 )
 from mae_tutorial.lab import contrastive_once, finetune_once, pretrain_once
 from mae_tutorial.lab.ablations import ABLATIONS
+from mae_tutorial.lab.cache import CONTRASTIVE_LR  # measured by --lr-sweep
+from mae_tutorial.lab.results import representation_key
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "representation.json"
 PARTS = ("frozen", "layers", "attention", "partial")
-CONTRASTIVE_LR = 5e-3  # the quick preset's MAE lr until --lr-sweep has measured MoCo v3's
 JUDGE = {"epochs": 30, "base_lr": 1e-2}  # finetune_judge.py's converged recipe
 
 
@@ -121,11 +122,11 @@ def main() -> None:
             print(f"MoCo v3 at base lr {lr:g}: {row}", flush=True)
         return
     results["contrastive_lr"] = args.contrastive_lr
-    for seed in args.seeds:
-        for part in args.only:
+    for part in args.only:  # every seed's quick parts before any seed's long one
+        for seed in args.seeds:
             for name, (model, run, pretrained) in encoders(seed, args.contrastive_lr,
                                                             part).items():
-                key = f"{part}/{name}/{seed}"
+                key = representation_key(part, name, seed)
                 if key in results["runs"]:
                     continue
                 start = time.perf_counter()

@@ -124,6 +124,8 @@ def test_contrastive_once_trains_once_then_loads(tmp_path, monkeypatch):
     encoder, run = lab_cache.contrastive_once(cache=tmp_path / "cache", **small)
     assert run.name.startswith("contrastive-quick-") and (run / "metrics.jsonl").exists()
     assert encoder.encoder_only and not encoder.training  # a ViT, no decoder
+    saved = torch.load(run / "checkpoint.pth", map_location="cpu", weights_only=True)
+    assert saved["config"]["base_lr"] == lab_cache.CONTRASTIVE_LR  # the measured lr
 
     def never(*args, **kwargs):
         raise AssertionError("trained again")

@@ -380,3 +380,22 @@ def test_results_keys_are_written_and_read_by_one_rule(tmp_path, monkeypatch):
     assert results.frozen_features_runs("synthetic", 18) == {0: {"seed": "long"}}
     with pytest.raises(KeyError, match="no run of patterns.*frozen_features.py"):
         results.frozen_features_runs("patterns")
+
+
+def test_representation_runs_group_one_part_by_encoder_then_seed(tmp_path, monkeypatch):
+    import json
+
+    from mae_tutorial.lab import results
+
+    assert results.representation_key("frozen", "MoCo v3", 1) == "frozen/MoCo v3/1"
+    runs = {results.representation_key(part, encoder, seed): {"part": part, "seed": seed}
+            for part in ("frozen", "partial") for encoder in ("MAE", "MoCo v3")
+            for seed in (2, 0, 1)}
+    (tmp_path / "representation.json").write_text(json.dumps({"runs": runs}))
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    frozen = results.representation_runs("frozen")
+    assert list(frozen) == ["MAE", "MoCo v3"]  # the benchmark's order
+    assert list(frozen["MoCo v3"]) == [0, 1, 2]  # seeds sorted
+    assert {r["part"] for by_seed in frozen.values() for r in by_seed.values()} == {"frozen"}
+    with pytest.raises(KeyError, match="no 'layers' runs.*--only layers"):
+        results.representation_runs("layers")

@@ -91,3 +91,31 @@ def test_table_9_covers_the_models_of_table_3_and_the_book_follows_it_where_it_s
     assert f"adamw(groups, {t9['optimizer momentum']}, device)" in source
     assert "math.ceil(total * 0.1)" in source
     assert t9["warmup epochs"] / t9["training epochs"]["ViT-L"] == 0.1
+
+
+def test_the_figures_readings_agree_with_every_point_the_text_and_tables_state():
+    ft_default, lin_default = paper.table_1("decoder depth", 8)
+    # Fig. 7: 800 epochs is Table 1's default; both curves rise steadily
+    assert paper.FIG_7_READINGS[800] == (ft_default, lin_default)
+    for curve in (0, 1):
+        points = [paper.FIG_7_READINGS[e][curve] for e in sorted(paper.FIG_7_READINGS)]
+        assert points == sorted(points) and len(set(points)) == len(points)
+    # Fig. 9: the stated points, the 2.6-point gap at 4 blocks, MAE ahead from 1 block on,
+    # MoCo v3's full fine-tuning is Table 3's and its 0 blocks is appendix B's probe
+    mae, moco = paper.FIG_9_READINGS["MAE"], paper.FIG_9_READINGS["MoCo v3"]
+    assert {k: mae[k] for k in paper.PARTIAL_FINETUNING} == paper.PARTIAL_FINETUNING
+    assert round(mae[4] - moco[4], 1) == paper.PARTIAL_FINETUNING_GAP_AT_4
+    assert moco[0] == paper.LINEAR_PROBE_VIT_L["MoCo v3"] > mae[0]
+    assert moco[24] == paper.TABLE_3["MoCo v3"]["ViT-L"]
+    assert list(mae) == list(moco) and all(mae[k] > moco[k] for k in mae if k >= 1)
+    for points in (list(mae.values()), list(moco.values())):
+        assert points == sorted(points)
+    # Fig. 5: the text's two linear-probe points, 75% is Table 1's default, and every
+    # fine-tuning beats training from scratch
+    assert paper.FIG_5_LINEAR_PROBE[75] == lin_default and paper.FIG_5_FINETUNE[75] == ft_default
+    assert round(paper.FIG_5_LINEAR_PROBE[75] - paper.FIG_5_LINEAR_PROBE[10]) == 19  # "~20%"
+    assert min(paper.FIG_5_FINETUNE.values()) > paper.SCRATCH_VIT_L
+    low, high = paper.FIG_5_FINETUNE_GOOD_RANGE
+    assert low < 75 < high
+    # Fig. 8: one parameter count per Table 3 model that has a 224-size scratch row
+    assert set(paper.VIT_PARAMS_M) == set(paper.TABLE_3["scratch, our impl."])

@@ -28,9 +28,10 @@ from .results import (
     frozen_features_runs,
     read_json,
     read_result,
+    representation_runs,
 )
 
 __all__ = ["ablations", "baselines_once", "book_model", "cache", "contrastive_once",
            "dataset_choice_runs", "default_cache", "finetune_judge_runs", "finetune_once",
-           "frozen_features_runs", "pretrain_once", "read_json", "read_result", "results",
-           "run_key", "speed"]
+           "frozen_features_runs", "pretrain_once", "read_json", "read_result",
+           "representation_runs", "results", "run_key", "speed"]

@@ -119,3 +119,28 @@ def dataset_choice_runs(dataset: str = "synthetic", pretrain_epochs: int = 6,
                        f"{pretrain_epochs} pre-training epochs: run "
                        "benchmarks/dataset_choice.py for this setting")
     return found
+
+
+def representation_key(part: str, encoder: str, seed: int) -> str:
+    """The key of one run in `representation.json`: "part/encoder/pre-training seed", e.g.
+    "frozen/MoCo v3/1". benchmarks/representation.py writes it; the representation chapter
+    reads it through `representation_runs`."""
+    return f"{part}/{encoder}/{seed}"
+
+
+def representation_runs(part: str) -> dict[str, dict[int, dict]]:
+    """One part of the representation benchmark (`representation.json`, written by
+    benchmarks/representation.py): {encoder: {pre-training seed: its row}}, encoders in the
+    order the benchmark ran them. Parts: "frozen" (pooling -> "knn", "linear_probe"),
+    "layers" ("linear_probe": one per block), "attention" ("distance": per block, per head),
+    "partial" (blocks tuned "0", "1", "2", "all" -> "accuracy", "curve"). The representation
+    chapter."""
+    found: dict[str, dict[int, dict]] = {}
+    for key, row in read_json("representation.json")["runs"].items():
+        name, encoder, seed = key.split("/")
+        if name == part:
+            found.setdefault(encoder, {})[int(seed)] = row
+    if not found:
+        raise KeyError(f"representation.json has no {part!r} runs: run "
+                       f"python benchmarks/representation.py --only {part}")
+    return {encoder: dict(sorted(by_seed.items())) for encoder, by_seed in found.items()}
