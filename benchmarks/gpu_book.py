@@ -122,6 +122,8 @@ def run_chapter(name: str, workdir: Path, timeout: int) -> dict:
     nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE % KEY_NUMBERS.get(name, {})))
     workdir.mkdir(parents=True, exist_ok=True)
+    # a notebook may allow its cells more, as the book build reads it (myst-nb's metadata)
+    timeout = max(timeout, nb.metadata.get("mystnb", {}).get("execution_timeout", 0))
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}})
     start = time.perf_counter()

@@ -8,8 +8,9 @@ and the same ViT at random initialization, judged by
   (`evaluate.block_features`), also for MAE with a 4-block decoder (Table 1a's mechanism);
 - `attention`: the mean attention distance of each block's heads (`evaluate.
   mean_attention_distance`, 512 test images);
-- `partial`: fine-tuning of the last 0, 1 or 2 blocks and of all of them, with the converged
-  judge's recipe (30 epochs at base lr 1e-2, `finetune_judge.py`).
+- `partial`: fine-tuning of the last 1 or 2 blocks and of all of them, with the converged
+  judge's recipe (30 epochs at base lr 1e-2, `finetune_judge.py`); Fig. 9's 0 blocks is the
+  linear probe, which `frozen` measures.
 
     python benchmarks/representation.py                       # everything, seeds 0 1 2
     python benchmarks/representation.py --only frozen layers  # the quick parts first
@@ -27,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,8 @@ from mae_tutorial.evaluate import (
 from mae_tutorial.lab import contrastive_once, finetune_once, pretrain_once
 from mae_tutorial.lab.ablations import ABLATIONS
 from mae_tutorial.lab.cache import CONTRASTIVE_LR  # measured by --lr-sweep
-from mae_tutorial.lab.results import representation_key
+from mae_tutorial.lab.results import representation_key, representation_runs
+from mae_tutorial.viz import mean_range
 
 RESULTS = ROOT / "mae_tutorial" / "results" / "representation.json"
 PARTS = ("frozen", "layers", "attention", "partial")
@@ -82,12 +85,48 @@ def measure(part: str, model: Any, run: Path, pretrained: bool, seed: int,
         return {"distance": mean_attention_distance(model, imgs).tolist()}
     device = next(model.parameters()).device
     tuned = {}
-    for blocks in (0, 1, 2, None):
+    for blocks in (1, 2, None):  # 0 blocks is Fig. 9's linear probe: the `frozen` part
         which = "all" if blocks is None else str(blocks)
         row = finetune_once(run, train, test, model, pretrained=pretrained, seed=seed,
                             device=device, tune_blocks=blocks, curve=True, **JUDGE)
         tuned[which] = {"accuracy": row["accuracy"], "curve": row["curve"]}
     return tuned
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as benchmarks/README.md shows them (markdown): mean (lowest-highest) over
+    the pre-training seeds, test accuracy in %, attention distance in patches."""
+    out = []
+    frozen = representation_runs("frozen", results)
+    out += ["| encoder, pooling | k-NN | linear probe |", "| --- | --- | --- |"]
+    for name, runs in frozen.items():
+        for pool in ("mean", "cls"):
+            cells = [mean_range([r[pool][key] for r in runs.values()])
+                     for key in ("knn", "linear_probe")]
+            out.append(f"| {name}, {pool} | {' | '.join(cells)} |")
+    parts = {key.split("/")[0] for key in results["runs"]}
+    if "partial" in parts:
+        partial = representation_runs("partial", results)
+        out += ["", "| encoder | 0 blocks (linear probe, mean) | 1 block | 2 blocks | all |",
+                "| --- | --- | --- | --- | --- |"]
+        for name, runs in partial.items():
+            cells = [mean_range([frozen[name][s]["mean"]["linear_probe"] for s in runs])]
+            cells += [mean_range([r[k]["accuracy"] for r in runs.values()])
+                      for k in ("1", "2", "all")]
+            out.append(f"| {name} | {' | '.join(cells)} |")
+    for part, key, what in (("layers", "linear_probe", "linear probe, block"),
+                            ("attention", "distance", "mean attention distance, block")):
+        if part not in parts:
+            continue
+        runs = representation_runs(part, results)
+        depth = len(next(iter(next(iter(runs.values())).values()))[key])
+        out += ["", f"| encoder | {' | '.join(f'{what} {b + 1}' for b in range(depth))} |",
+                "| --- |" + " --- |" * depth]
+        for name, by_seed in runs.items():
+            per_block = [[statistics.mean(r[key][b]) if part == "attention" else r[key][b]
+                          for r in by_seed.values()] for b in range(depth)]
+            out.append(f"| {name} | {' | '.join(mean_range(v) for v in per_block)} |")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -99,8 +138,13 @@ def main() -> None:
     parser.add_argument("--lr-sweep", nargs="+", type=float,
                         help="pre-train MoCo v3 (seed 0) at these base lrs, judge its frozen "
                              "features, and stop")
+    parser.add_argument("--print", action="store_true",
+                        help="print the tables of an existing --output and stop")
     args = parser.parse_args()
     results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
+    if args.print:
+        print(table(results))
+        return
     results.setdefault("lr_sweep", {})
     results.update(machine=machine(), torch=torch.__version__,
                    date=datetime.date.today().isoformat())

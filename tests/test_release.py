@@ -17,8 +17,8 @@ import mae_tutorial as mt
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 # code that trains or fine-tunes a model, or times its training step
-TRAINS = re.compile(r"\.backward\(|mt\.lab\.(book_model|finetune_once|ablations|speed)|"
-                    r"mt\.train\.train\(")
+TRAINS = re.compile(r"\.backward\(|mt\.train\.train\(|"
+                    r"mt\.lab\.(book_model|contrastive_once|finetune_once|ablations|speed)")
 
 
 def pyproject_version() -> str:

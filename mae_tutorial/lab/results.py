@@ -128,15 +128,17 @@ def representation_key(part: str, encoder: str, seed: int) -> str:
     return f"{part}/{encoder}/{seed}"
 
 
-def representation_runs(part: str) -> dict[str, dict[int, dict]]:
+def representation_runs(part: str, results: dict[str, Any] | None = None
+                        ) -> dict[str, dict[int, dict]]:
     """One part of the representation benchmark (`representation.json`, written by
-    benchmarks/representation.py): {encoder: {pre-training seed: its row}}, encoders in the
-    order the benchmark ran them. Parts: "frozen" (pooling -> "knn", "linear_probe"),
-    "layers" ("linear_probe": one per block), "attention" ("distance": per block, per head),
-    "partial" (blocks tuned "0", "1", "2", "all" -> "accuracy", "curve"). The representation
-    chapter."""
+    benchmarks/representation.py, or its `results` before they are shipped): {encoder:
+    {pre-training seed: its row}}, encoders in the order the benchmark ran them. Parts:
+    "frozen" (pooling -> "knn", "linear_probe"), "layers" ("linear_probe": one per block),
+    "attention" ("distance": per block, per head), "partial" (blocks tuned "1", "2", "all" ->
+    "accuracy", "curve"). The representation chapter."""
     found: dict[str, dict[int, dict]] = {}
-    for key, row in read_json("representation.json")["runs"].items():
+    results = read_json("representation.json") if results is None else results
+    for key, row in results["runs"].items():
         name, encoder, seed = key.split("/")
         if name == part:
             found.setdefault(encoder, {})[int(seed)] = row

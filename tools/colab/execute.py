@@ -35,7 +35,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args()
     nb = nbformat.read(args.notebook, as_version=4)
-    client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+    # a notebook may allow its cells more, as the book build reads it (myst-nb's metadata)
+    timeout = max(args.timeout, nb.metadata.get("mystnb", {}).get("execution_timeout", 0))
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(args.notebook.parent)}})
     start = time.perf_counter()
     failure = None
