@@ -54,6 +54,8 @@ KEY_NUMBERS: dict[str, dict[str, str]] = {
                       "linear probe %": "results['linear probe, mean', 'MAE']",
                       "fine-tuned %": "results['fine-tuning', 'MAE']",
                       "from scratch %": "results['fine-tuning', 'random init']"},
+    "representation": {"MAE probe, mean %": "live['MAE', 'mean']['linear_probe']",
+                       "MoCo v3 probe, cls %": "live['MoCo v3', 'cls']['linear_probe']"},
     "08_pretrained_mae": {"small MAE loss": "small_loss"},
     "09_scaling_up": {},
     "appendix_errata": {"MAE probe %": "scores['MAE']['linear_probe']",
@@ -100,21 +102,29 @@ def code_log(path: Path) -> Path:
 def merge_log(old: dict, new: dict, names: list[str]) -> dict:
     """`old` with the chapters `names` measured again: each pass of theirs that `new` ran
     replaces the old record; a pass it did not run (the book in order, "cold") keeps the old
-    record, marked with the date it was measured. The other chapters are left as they were."""
+    record, marked with the date it was measured. A chapter the old log lacks is added with the
+    passes `new` ran, in the toc's order. The other chapters are left as they were."""
     fresh = {(r["chapter"], r["pass"]): r for r in new["chapters"]}
-    chapters = []
+    kept = []
     for r in old["chapters"]:
         if r["chapter"] not in names:
-            chapters.append(r)
+            kept.append(r)
         elif (r["chapter"], r["pass"]) in fresh:
-            chapters.append(fresh.pop((r["chapter"], r["pass"])))
+            kept.append(fresh.pop((r["chapter"], r["pass"])))
         else:
-            chapters.append(r | {"measured": r.get("measured", old["date"])})
-    if fresh:
+            kept.append(r | {"measured": r.get("measured", old["date"])})
+    known = {r["chapter"] for r in old["chapters"]}
+    added = [r for r in new["chapters"] if r["chapter"] not in known]  # a new chapter
+    if set(fresh) - {(r["chapter"], r["pass"]) for r in added}:
         raise ValueError(f"passes the old log does not have: {sorted(fresh)}; run the whole "
                          "book (no --merge) to add a pass")
+    # the log runs pass by pass, each in the toc's order: a new chapter goes in its place
+    passes = list(dict.fromkeys(r["pass"] for r in old["chapters"] + added))
+    order = {name: i for i, name in enumerate(chapters())}
+    kept = sorted(kept + added, key=lambda r: (passes.index(r["pass"]),
+                                               order.get(r["chapter"], len(order))))
     merged = [{"chapters": names, "date": new["date"], "machine": new["machine"]}]
-    return old | {"chapters": chapters, "merged": old.get("merged", []) + merged}
+    return old | {"chapters": kept, "merged": old.get("merged", []) + merged}
 
 
 def run_chapter(name: str, workdir: Path, timeout: int) -> dict:

@@ -131,3 +131,9 @@ def test_merge_measures_one_chapter_again_and_keeps_the_rest(tmp_path, monkeypat
     with pytest.raises(ValueError, match="passes the old log does not have"):
         gpu_book.merge_log(before, {"chapters": [{"chapter": "b", "pass": "twice"}],
                                     "date": "d", "machine": "m"}, ["b"])
+    # a chapter new to the book joins the log in the toc's place, pass by pass
+    monkeypatch.setattr(gpu_book, "chapters", lambda: ["a", "new", "b"])
+    new = [{"chapter": "new", "pass": p, "seconds": 1.0} for p in ("cold", "alone")]
+    grown = gpu_book.merge_log(after, {"chapters": new, "date": "d", "machine": "m"}, ["new"])
+    assert [(r["chapter"], r["pass"]) for r in grown["chapters"]] == [
+        (c, p) for p in ("cold", "alone") for c in ("a", "new", "b")]
