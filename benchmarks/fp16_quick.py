@@ -3,6 +3,7 @@ its model, on a CPU.
 
     python benchmarks/fp16_quick.py --cache book/runs/cache \
         --output mae_tutorial/results/fp16_quick.json
+    python benchmarks/fp16_quick.py ... --only representation   # one chapter again, merged
 
 A Colab T4 has no bf16, so the book's shared model (the `quick` preset, seed 0) trains there in
 fp16 autocast with a gradient scaler. `tools/colab/fp16_check.py` compares the first 40 steps of
@@ -50,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "mae_tutorial" / "results" / "fp16_quick.json"
 # The chapters that read the shared model (`lab.book_model()`); the others cannot change.
 CHAPTERS = ["intro", "05_reconstruction_loss", "06_training", "07_evaluation",
-            "appendix_errata", "appendix_ablations", "after_mae"]
+            "representation", "appendix_errata", "appendix_ablations"]
 PRECISIONS = {"fp16": "fp16 autocast + gradient scaler (a T4)", "off": "fp32 (Colab's CPU)",
               "auto": "this machine's default (the page)"}
 
@@ -193,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     for r in runs.values():
         r.pop("run")
+    if args.output and args.output.exists() and set(args.only) != set(CHAPTERS):
+        # some chapters run again: the others keep their records (those still in CHAPTERS)
+        kept = {r["chapter"]: r for r in json.loads(args.output.read_text())["chapters"]}
+        kept |= {r["chapter"]: r for r in records}
+        records = [kept[name] for name in CHAPTERS if name in kept]
     log = {"machine": gpu_book.machine("cpu"), "date": datetime.date.today().isoformat(),
            "runs": runs, "chapters": records}
     print(table(log))

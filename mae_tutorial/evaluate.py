@@ -245,7 +245,8 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
                           data_test: ImageSet, pool: str = "cls",
                           probe_epochs: int = 50) -> dict[str, float]:
-    """k-NN and linear-probe accuracy (%) of `model`'s frozen features. Chapter 7."""
+    """k-NN and linear-probe accuracy (%) of `model`'s frozen features. The representation
+    chapter (and chapter 7, through `against_random_init`)."""
     train_x = extract_features(model, data_train, pool)
     test_x = extract_features(model, data_test, pool)
     return {"knn": knn_accuracy(train_x, data_train.labels, test_x, data_test.labels),
@@ -255,7 +256,8 @@ def frozen_feature_report(model: MaskedAutoencoderViT, data_train: ImageSet,
 
 def random_init(model: MaskedAutoencoderViT, seed: int = 0) -> MaskedAutoencoderViT:
     """The architecture of `model` at the random initialization seed `seed` gives, on its
-    device (the global random state is left as it was). Chapter 7."""
+    device (the global random state is left as it was). The representation chapter (and
+    chapter 7, through `against_random_init`)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_mae(model.config).to(next(model.parameters()).device)

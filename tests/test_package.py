@@ -104,16 +104,17 @@ def test_every_notebook_links_to_the_repository_of_the_config():
 
 
 # how a docstring names a page: "Chapter 3", "chapters 5 and 7", "The ablations appendix",
-# "the after-MAE page", "the landing page"
+# "the after-MAE page", "the landing page", "the representation chapter"
 PAGE_REF = re.compile(r"[Cc]hapters?\s+(\d+)|[Tt]he\s+(\w+)\s+appendix|(after-MAE\s+page)|"
-                      r"([Ll]anding\s+page)")
+                      r"([Ll]anding\s+page)|([Rr]epresentation\s+chapter)")
 
 
 def page_name(stem: str) -> str:
     """A notebook's name as docstrings write it: 03_vision_transformer -> 'chapter 3'."""
     if stem.startswith("appendix_"):
         return f"the {stem.split('_', 1)[1]} appendix"
-    return {"after_mae": "the after-MAE page", "intro": "the landing page"}.get(
+    return {"after_mae": "the after-MAE page", "intro": "the landing page",
+            "representation": "the representation chapter"}.get(
         stem, f"chapter {int(stem[:2])}" if stem[:2].isdigit() else stem)
 
 
@@ -121,11 +122,13 @@ def first_page_named(doc: str) -> str | None:
     match = PAGE_REF.search(doc)
     if match is None:
         return None
-    number, appendix, after, landing = match.groups()
+    number, appendix, after, landing, representation = match.groups()
     if number:
         return f"chapter {int(number)}"
     if appendix:
         return f"the {appendix.lower()} appendix"
+    if representation:
+        return "the representation chapter"
     return "the after-MAE page" if after else "the landing page"
 
 
